@@ -1,0 +1,117 @@
+//! Registering plugin actors and serving them on a Rivet Engine.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rivetkit_core::{ActorConfig, CoreRegistry, EngineSpawnMode, ServeConfig};
+use tokio_util::sync::CancellationToken;
+
+/// One actor type to serve from a plugin library.
+#[derive(Debug, Clone)]
+pub struct PluginActor {
+    /// The actor name clients use (`client.<name>.getOrCreate(...)`).
+    pub name: String,
+    pub library: PathBuf,
+    /// Passed to `rivet_actor_factory_new` unchanged.
+    pub config_json: String,
+    /// Passed to `rivet_actor_factory_new` unchanged (may be empty).
+    pub sidecar_path: String,
+    pub limits: ActorLimits,
+}
+
+/// Per-actor-type runtime knobs applied by the host.
+#[derive(Debug, Clone)]
+pub struct ActorLimits {
+    pub max_incoming_message_bytes: u32,
+    pub max_outgoing_message_bytes: u32,
+    pub action_timeout: Duration,
+    pub sleep_timeout: Duration,
+    pub sleep_grace_period: Duration,
+}
+
+impl Default for ActorLimits {
+    fn default() -> Self {
+        Self {
+            max_incoming_message_bytes: 32 * 1024 * 1024,
+            max_outgoing_message_bytes: 32 * 1024 * 1024,
+            action_timeout: Duration::from_secs(300),
+            sleep_timeout: Duration::from_secs(30),
+            sleep_grace_period: Duration::from_secs(15),
+        }
+    }
+}
+
+impl PluginActor {
+    fn actor_config(&self) -> ActorConfig {
+        let limits = &self.limits;
+        ActorConfig {
+            name: Some(self.name.clone()),
+            has_database: true,
+            // Without the sqlite-local feature, rivetkit-core runs SQL in the
+            // engine; a raw factory must ask for that explicitly.
+            remote_sqlite: true,
+            max_incoming_message_size: limits.max_incoming_message_bytes,
+            max_outgoing_message_size: limits.max_outgoing_message_bytes,
+            action_timeout: limits.action_timeout,
+            sleep_timeout: limits.sleep_timeout,
+            sleep_grace_period: limits.sleep_grace_period,
+            sleep_grace_period_overridden: true,
+            ..ActorConfig::default()
+        }
+    }
+
+    /// Loads the plugin, builds its factory and registers it.
+    pub fn register(&self, registry: &mut CoreRegistry) -> Result<()> {
+        let plugin = crate::loader::load(&self.library)?;
+        let factory = plugin
+            .factory(&self.config_json, &self.sidecar_path)
+            .with_context(|| format!("build actor type `{}`", self.name))?;
+        registry.register(&self.name, crate::instance::actor_factory(factory, self.actor_config()));
+        Ok(())
+    }
+}
+
+/// Where and as what this host registers with the engine.
+#[derive(Debug, Clone)]
+pub struct EngineTarget {
+    pub endpoint: String,
+    pub namespace: String,
+    pub pool: String,
+    pub token: Option<String>,
+}
+
+/// Serves the registry until `shutdown` fires, then drains gracefully.
+/// For a loopback endpoint rivetkit-core also upserts the pool's runner config.
+pub async fn serve(registry: CoreRegistry, target: &EngineTarget, shutdown: CancellationToken) -> Result<()> {
+    serve_announcing(registry, target, shutdown, || {}).await
+}
+
+/// Like [`serve`], calling `on_ready` once this host is registered with the
+/// engine and actors can start on it.
+pub async fn serve_announcing(
+    registry: CoreRegistry,
+    target: &EngineTarget,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce() + Send + 'static,
+) -> Result<()> {
+    let config = ServeConfig {
+        version: 1,
+        endpoint: target.endpoint.clone(),
+        token: Some(target.token.clone().unwrap_or_else(|| "dev".into())),
+        namespace: target.namespace.clone(),
+        pool_name: target.pool.clone(),
+        engine_spawn: EngineSpawnMode::Never,
+        serverless_package_version: "2.3.19".into(),
+        ..ServeConfig::default()
+    };
+    registry
+        .serve_with_config_and_handle_observer(config, shutdown, move |handle| {
+            tokio::spawn(async move {
+                if handle.started().await.is_ok() {
+                    on_ready();
+                }
+            });
+        })
+        .await
+}

@@ -1,0 +1,21 @@
+//! Action handlers, one module per area. Each handler is named in the
+//! contract table (`crate::contract`), which decodes its arguments first.
+
+pub mod fs;
+pub mod process;
+
+use serde::Serialize;
+
+use crate::error::ActorError;
+
+/// Encodes a reply as JSON-compatible CBOR: byte fields (serde bytes) become
+/// `["$Uint8Array", base64]`, which every client encoding can carry.
+pub fn reply<T: Serialize>(value: &T) -> Result<Vec<u8>, ActorError> {
+    rivet_actor_plugin_abi::codec::encode_json_compat_to_vec(value)
+        .map_err(|e| ActorError::internal(format!("encode reply: {e:#}")))
+}
+
+/// The reply of an action that returns nothing (`null`).
+pub fn reply_null() -> Result<Vec<u8>, ActorError> {
+    reply(&())
+}

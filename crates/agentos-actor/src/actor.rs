@@ -1,0 +1,231 @@
+//! One actor instance: the event loop and its ordered worker.
+//!
+//! The event loop answers connection, subscription and state events at once,
+//! so a slow VM boot never starves connection setup (RivetKit gives a
+//! connection a few seconds to open). Everything that touches the VM goes to
+//! one worker that runs jobs strictly in arrival order, so a client's
+//! `writeFile` is always visible to its next `readFile`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use rivet_actor_plugin_abi::{AbiEventTag, decode_action_payload};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{self, Args};
+use crate::contract::{self, ActionSpec, Call};
+use crate::error::{ActorError, code};
+use crate::host::{HostCtx, RawEvent};
+use crate::schema;
+use crate::vm::{ShutdownReason, VmSettings, VmSlot};
+
+enum Job {
+    Action { token: u64, spec: &'static ActionSpec, args: Args },
+    Shutdown { token: u64, reason: ShutdownReason },
+}
+
+/// Runs the actor until the host closes the event stream or `cancel` fires.
+pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: CancellationToken) {
+    if host.sql_is_enabled() {
+        if let Err(error) = schema::migrate(&host).await {
+            let message = format!("agentOS actor schema migration failed: {error:#}");
+            host.log(4, &message);
+            host.startup_ready(Err(message));
+            return;
+        }
+    }
+    host.startup_ready(Ok(()));
+
+    let (jobs, queue) = mpsc::unbounded_channel();
+    let worker = tokio::spawn(worker(host.clone(), settings, vm.clone(), queue, cancel.clone()));
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            event = host.next_event() => event,
+        };
+        match event {
+            Ok(Some(event)) => on_event(&host, &jobs, event),
+            Ok(None) => break,
+            Err(error) => {
+                host.log(4, &format!("agentOS actor: next_event failed: {error:#}"));
+                break;
+            }
+        }
+    }
+    drop(jobs);
+    let _ = worker.await;
+}
+
+fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) {
+    let RawEvent { tag, token, payload } = event;
+    let enqueue = |job: Job| {
+        if let Err(mpsc::error::SendError(job)) = jobs.send(job) {
+            let token = match job {
+                Job::Action { token, .. } | Job::Shutdown { token, .. } => token,
+            };
+            host.reply_err(token, &ActorError::new(code::VM_UNAVAILABLE, "the actor is stopping").to_wire());
+        }
+    };
+    match AbiEventTag::from_u32(tag) {
+        Some(AbiEventTag::Action) => match decode_call(&payload) {
+            Ok((spec, args)) => enqueue(Job::Action { token, spec, args }),
+            Err(error) => host.reply_err(token, &error.to_wire()),
+        },
+        Some(AbiEventTag::Sleep) => enqueue(Job::Shutdown { token, reason: ShutdownReason::Sleep }),
+        Some(AbiEventTag::Destroy) => enqueue(Job::Shutdown { token, reason: ShutdownReason::Destroy }),
+        Some(AbiEventTag::ConnPreflight | AbiEventTag::ConnOpen | AbiEventTag::Subscribe) => {
+            host.reply_ok(token, Vec::new())
+        }
+        // Everything durable lives in SQLite: an empty reply keeps no opaque state.
+        Some(AbiEventTag::SerializeState) => host.reply_ok(token, Vec::new()),
+        Some(AbiEventTag::ConnClosed) => {}
+        Some(AbiEventTag::Http) => host.reply_ok(token, not_found_response()),
+        Some(AbiEventTag::QueueSend | AbiEventTag::WsOpen) => host.reply_err(
+            token,
+            &ActorError::new(code::UNSUPPORTED, "the agentOS actor offers no queues or raw WebSockets").to_wire(),
+        ),
+        None => {
+            host.log(3, &format!("agentOS actor: unknown event tag {tag}"));
+            if token != 0 {
+                host.reply_err(token, &ActorError::new(code::UNSUPPORTED, format!("unknown event tag {tag}")).to_wire());
+            }
+        }
+    }
+}
+
+/// Decodes an Action payload against the contract, before any VM work, so
+/// an unknown action or bad arguments never boot a VM.
+fn decode_call(payload: &[u8]) -> Result<(&'static ActionSpec, Args), ActorError> {
+    let (name, raw_args) = decode_action_payload(payload)
+        .map_err(|e| ActorError::internal(format!("malformed action event: {e:#}")))?;
+    let spec = contract::find(&name).ok_or_else(|| ActorError::action_not_found(&name))?;
+    let args = args::decode(spec.params, &raw_args)?;
+    Ok((spec, args))
+}
+
+/// The raw-HTTP reply until routes (previews) exist: a JSON 404.
+fn not_found_response() -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Response {
+        status: u16,
+        headers: std::collections::BTreeMap<&'static str, &'static str>,
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    }
+    let body = br#"{"code":"not_found","message":"no such route on the agentOS actor"}"#.to_vec();
+    let response = Response {
+        status: 404,
+        headers: [("content-type", "application/json")].into_iter().collect(),
+        body,
+    };
+    let mut out = Vec::new();
+    ciborium::into_writer(&response, &mut out).expect("a static response encodes");
+    out
+}
+
+async fn worker(
+    host: HostCtx,
+    settings: Arc<VmSettings>,
+    vm: VmSlot,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = cancel.cancelled() => break,
+            job = queue.recv() => match job { Some(job) => job, None => break },
+        };
+        match job {
+            Job::Action { token, spec, args } => {
+                let result = run_action(&host, &settings, &vm, spec, args).await;
+                match result {
+                    Ok(bytes) => host.reply_ok(token, bytes),
+                    Err(error) => {
+                        host.log(1, &format!("action {} failed: {error}", spec.name));
+                        host.reply_err(token, &error.to_wire());
+                    }
+                }
+            }
+            Job::Shutdown { token, reason } => {
+                vm.shutdown(reason, &host).await;
+                host.reply_ok(token, Vec::new());
+            }
+        }
+    }
+    // Answer what is still queued rather than leaving the host to drop it.
+    queue.close();
+    while let Ok(job) = queue.try_recv() {
+        match job {
+            Job::Action { token, .. } => host.reply_err(
+                token,
+                &ActorError::new(code::VM_UNAVAILABLE, "the actor stopped before this action ran").to_wire(),
+            ),
+            Job::Shutdown { token, .. } => host.reply_ok(token, Vec::new()),
+        }
+    }
+    let reason = if cancel.is_cancelled() { ShutdownReason::Deadline } else { ShutdownReason::Stopped };
+    vm.shutdown(reason, &host).await;
+}
+
+async fn run_action(
+    host: &HostCtx,
+    settings: &VmSettings,
+    vm: &VmSlot,
+    spec: &'static ActionSpec,
+    args: Args,
+) -> Result<Vec<u8>, ActorError> {
+    let vm = vm.ensure(settings, host).await?;
+    let call = Call { vm, host: host.clone(), args };
+    // A panic in one handler must fail that call, not the actor.
+    match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(ActorError::internal(format!("action `{}` panicked: {what}", spec.name)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivet_actor_plugin_abi::encode_action_payload;
+
+    fn cbor(value: &ciborium::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn unknown_action_is_named() {
+        let payload = encode_action_payload("nope", &cbor(&ciborium::Value::Array(vec![])));
+        let err = decode_call(&payload).unwrap_err();
+        assert_eq!(err.code, "action_not_found");
+        assert!(err.message.contains("`nope`"));
+    }
+
+    #[test]
+    fn bad_arguments_fail_before_the_vm() {
+        let payload = encode_action_payload("readFile", &cbor(&ciborium::Value::Array(vec![ciborium::Value::Integer(1.into())])));
+        let err = decode_call(&payload).unwrap_err();
+        assert_eq!(err.code, "invalid_argument");
+        assert!(err.message.contains("`path`"));
+    }
+
+    #[test]
+    fn not_found_response_has_headers_and_byte_body() {
+        let value: ciborium::Value = ciborium::from_reader(&not_found_response()[..]).unwrap();
+        let map = value.as_map().unwrap();
+        let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_text().unwrap()).collect();
+        assert_eq!(keys, vec!["status", "headers", "body"]);
+        assert!(map[2].1.is_bytes());
+    }
+}

@@ -1,0 +1,87 @@
+//! The plugin's `config_json` (given to `rivet_actor_factory_new`).
+//!
+//! Every field is optional; unknown fields are rejected so a typo or an option
+//! we do not support fails loudly at load time instead of being ignored.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActorConfig {
+    /// `.aospkg` packages projected into every VM (the WASM command set, agents).
+    #[serde(default)]
+    pub packages: Vec<PackageConfig>,
+    /// Guest mount point of the package projection (default `/opt/agentos`).
+    pub packages_mount_at: Option<String>,
+    /// Host loopback ports the guest may reach (all others are blocked).
+    #[serde(default)]
+    pub loopback_exempt_ports: Vec<u16>,
+    /// Node builtins the guest may load (default: the sidecar's hardened set).
+    pub allowed_node_builtins: Option<Vec<String>>,
+    /// Extra OS instructions appended to agent sessions.
+    pub additional_instructions: Option<String>,
+    /// Which sidecar process hosts the VMs.
+    pub sidecar: Option<SidecarConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PackageConfig {
+    pub package_path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SidecarConfig {
+    /// A named shared pool. Absent: one sidecar per plugin load.
+    pub pool: Option<String>,
+}
+
+impl ActorConfig {
+    /// Parses `config_json`; empty text means all defaults. The error names
+    /// the offending field (serde reports `unknown field `x``).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_means_defaults() {
+        assert_eq!(ActorConfig::parse("  ").unwrap(), ActorConfig::default());
+        assert_eq!(ActorConfig::parse("{}").unwrap(), ActorConfig::default());
+    }
+
+    #[test]
+    fn parses_known_fields() {
+        let c = ActorConfig::parse(
+            r#"{"packages":[{"packagePath":"/p/a.aospkg"}],"loopbackExemptPorts":[8080],"sidecar":{"pool":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.packages[0].package_path, "/p/a.aospkg");
+        assert_eq!(c.loopback_exempt_ports, vec![8080]);
+        assert_eq!(c.sidecar.unwrap().pool.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = ActorConfig::parse(r#"{"toolKits":[]}"#).unwrap_err();
+        assert!(e.contains("unknown field `toolKits`"), "{e}");
+        let e = ActorConfig::parse(r#"{"packages":[{"path":"/x"}]}"#).unwrap_err();
+        assert!(e.contains("unknown field `path`"), "{e}");
+        let e = ActorConfig::parse(r#"{"sidecar":{"kind":"shared"}}"#).unwrap_err();
+        assert!(e.contains("unknown field `kind`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_are_reported() {
+        let e = ActorConfig::parse(r#"{"loopbackExemptPorts":["80"]}"#).unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
+    }
+}

@@ -1,0 +1,63 @@
+//! Versioned schema migrations of the actor's SQLite, each applied in one
+//! transaction together with its version bump.
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::host::HostCtx;
+
+/// (version, SQL) in ascending order. Never edit a shipped entry: add one.
+pub static MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE agentos_actor_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO agentos_actor_meta (key, value)
+        VALUES ('created_at_ms', CAST(CAST(unixepoch('subsec') * 1000 AS INTEGER) AS TEXT));",
+)];
+
+/// Brings the schema to the latest version. Returns the version reached.
+pub async fn migrate(host: &HostCtx) -> Result<i64> {
+    host.db_exec("CREATE TABLE IF NOT EXISTS agentos_schema_version (version INTEGER NOT NULL) STRICT;")
+        .await
+        .context("create agentos_schema_version")?;
+    let rows = host
+        .db_query("SELECT COALESCE(MAX(version), 0) AS version FROM agentos_schema_version", &json!([]))
+        .await
+        .context("read schema version")?;
+    let mut current = rows
+        .first()
+        .and_then(|row| row.get("version"))
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let latest = MIGRATIONS.last().map(|(v, _)| *v).unwrap_or(0);
+    if current > latest {
+        bail!("actor database has schema version {current}, newer than this plugin's {latest}; refusing to run an older plugin on it");
+    }
+    let pending: Vec<&(i64, &str)> = MIGRATIONS.iter().filter(|(v, _)| *v > current).collect();
+    for (version, sql) in pending {
+        let batch = format!(
+            "BEGIN IMMEDIATE;\n{sql}\nDELETE FROM agentos_schema_version;\nINSERT INTO agentos_schema_version (version) VALUES ({version});\nCOMMIT;"
+        );
+        if let Err(error) = host.db_exec(&batch).await {
+            // Leave no half-applied migration behind.
+            let _ = host.db_exec("ROLLBACK;").await;
+            return Err(error.context(format!("apply schema migration {version}")));
+        }
+        current = *version;
+    }
+    Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_strictly_ascending() {
+        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(versions.first(), Some(&1));
+    }
+}

@@ -1,0 +1,135 @@
+//! The VM's lifecycle: booted lazily on the first action that needs it, shut
+//! down on sleep, destroy, or a forced deadline.
+
+use std::sync::Arc;
+
+use agentos_client::{AgentOs, AgentOsConfig, AgentOsSidecarConfig, PackageRef};
+use parking_lot_like::Slot;
+use serde::Serialize;
+
+use crate::config::ActorConfig;
+use crate::error::{ActorError, code};
+use crate::host::HostCtx;
+
+/// What the factory knows about every VM it boots.
+pub struct VmSettings {
+    pub config: Arc<ActorConfig>,
+    /// Path of the `agentos-sidecar` binary given by the host (may be empty).
+    pub sidecar_path: String,
+    /// The per-plugin-load sidecar pool used when the config names none.
+    pub default_pool: String,
+}
+
+impl VmSettings {
+    fn client_config(&self) -> AgentOsConfig {
+        let config = &self.config;
+        let pool = config
+            .sidecar
+            .as_ref()
+            .and_then(|s| s.pool.clone())
+            .unwrap_or_else(|| self.default_pool.clone());
+        AgentOsConfig {
+            packages: config.packages.iter().map(|p| PackageRef { path: p.package_path.clone() }).collect(),
+            packages_mount_at: config.packages_mount_at.clone(),
+            loopback_exempt_ports: config.loopback_exempt_ports.clone(),
+            allowed_node_builtins: config.allowed_node_builtins.clone(),
+            additional_instructions: config.additional_instructions.clone(),
+            sidecar: Some(AgentOsSidecarConfig::Shared { pool: Some(pool) }),
+            sidecar_binary_path: (!self.sidecar_path.is_empty()).then(|| self.sidecar_path.clone()),
+            ..AgentOsConfig::default()
+        }
+    }
+}
+
+/// Why a VM stopped; sent to clients in `vmShutdown`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownReason {
+    Sleep,
+    Destroy,
+    /// The actor's event stream ended without a sleep or destroy.
+    Stopped,
+    /// The host's grace deadline passed; the VM was torn down by force.
+    Deadline,
+}
+
+/// The VM slot of one actor instance. Shared between the worker (which boots
+/// and uses the VM) and the instance handle (which can force a shutdown when
+/// the host's grace deadline passes).
+#[derive(Clone)]
+pub struct VmSlot {
+    inner: Arc<Slot<AgentOs>>,
+}
+
+impl Default for VmSlot {
+    fn default() -> Self {
+        Self { inner: Arc::new(Slot::default()) }
+    }
+}
+
+impl VmSlot {
+    /// The running VM, booting it first if there is none.
+    pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<AgentOs, ActorError> {
+        if let Some(vm) = self.inner.get() {
+            return Ok(vm);
+        }
+        let vm = AgentOs::create(settings.client_config()).await.map_err(|e| {
+            ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
+        })?;
+        self.inner.set(Some(vm.clone()));
+        host.log(2, "agentOS VM booted");
+        broadcast_event(host, "vmBooted", &serde_json::json!({}));
+        Ok(vm)
+    }
+
+    /// Shuts the VM down if one runs, and tells clients why.
+    pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
+        let Some(vm) = self.inner.take() else { return };
+        if let Err(e) = vm.shutdown().await {
+            host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));
+        }
+        broadcast_event(host, "vmShutdown", &serde_json::json!({ "reason": reason }));
+    }
+
+    pub fn is_booted(&self) -> bool {
+        self.inner.get().is_some()
+    }
+}
+
+/// Broadcasts an event whose single argument is `payload` (clients receive
+/// it as `conn.on(name, payload => ...)`).
+pub fn broadcast_event<T: Serialize>(host: &HostCtx, name: &str, payload: &T) {
+    match rivet_actor_plugin_abi::codec::encode_json_compat_to_vec(&(payload,)) {
+        Ok(args) => {
+            if let Err(e) = host.broadcast(name, args) {
+                host.log(3, &format!("{e:#}"));
+            }
+        }
+        Err(e) => host.log(4, &format!("encode event `{name}`: {e:#}")),
+    }
+}
+
+/// A tiny mutex-protected optional value (std only; never held across await).
+mod parking_lot_like {
+    use std::sync::Mutex;
+
+    pub struct Slot<T>(Mutex<Option<T>>);
+
+    impl<T> Default for Slot<T> {
+        fn default() -> Self {
+            Self(Mutex::new(None))
+        }
+    }
+
+    impl<T: Clone> Slot<T> {
+        pub fn get(&self) -> Option<T> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }
+        pub fn set(&self, value: Option<T>) {
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        }
+        pub fn take(&self) -> Option<T> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+        }
+    }
+}

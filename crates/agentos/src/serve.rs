@@ -1,0 +1,182 @@
+//! `agentos serve`: provision, start (or reuse) the engine, load the plugin,
+//! serve until interrupted, then stop what was started.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use abi_host::serve::{ActorLimits, EngineTarget, PluginActor};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use provision::Component;
+use rivetkit_core::CoreRegistry;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, EnginePorts, LocalEngine};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the local engine keeps its data (the actors' SQLite lives here)
+    /// and where logs go.
+    #[arg(long, env = "AGENTOS_DATA_DIR", default_value_os_t = engine::default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Guard port of the local engine on 127.0.0.1 (api-peer and metrics use
+    /// the next two ports). A healthy engine already there is reused.
+    #[arg(long, env = "AGENTOS_ENGINE_PORT", default_value_t = 6420)]
+    pub port: u16,
+    /// Serve against an existing engine (e.g. a Rivet Engine cluster) instead
+    /// of starting a local one. A non-loopback engine needs the pool's runner
+    /// config created beforehand.
+    #[arg(long, env = "AGENTOS_ENGINE_ENDPOINT", conflicts_with = "port")]
+    pub engine_endpoint: Option<String>,
+    /// Engine namespace.
+    #[arg(long, env = "AGENTOS_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Runner pool to register in; clients must use the same pool name.
+    #[arg(long, env = "AGENTOS_POOL", default_value = "default")]
+    pub pool: String,
+    /// Engine token (an engine without auth accepts any).
+    #[arg(long, env = "AGENTOS_ENGINE_TOKEN")]
+    pub token: Option<String>,
+    /// Actor name clients use for the agentOS actor.
+    #[arg(long, default_value = "agentOS")]
+    pub actor_name: String,
+    /// The agentOS plugin library. Default: `libagentos_actor.so` next to
+    /// this binary.
+    #[arg(long, env = "AGENTOS_PLUGIN")]
+    pub plugin: Option<PathBuf>,
+    /// Also serve another ABI v13 plugin, as `NAME=PATH` (repeatable).
+    #[arg(long = "extra-plugin", value_name = "NAME=PATH")]
+    pub extra_plugins: Vec<String>,
+    /// A host loopback port the guest VMs may reach (repeatable); all others
+    /// are blocked.
+    #[arg(long = "loopback-exempt-port", value_name = "PORT")]
+    pub loopback_exempt_ports: Vec<u16>,
+    /// Seconds an idle actor stays awake before it sleeps.
+    #[arg(long, default_value_t = 30)]
+    pub sleep_after_secs: u64,
+    /// Where pinned downloads are cached.
+    #[arg(long, env = "AGENTOS_CACHE_DIR", default_value_os_t = provision::cache_dir())]
+    pub cache_dir: PathBuf,
+}
+
+fn default_plugin_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locate this binary")?;
+    let dir = exe.parent().context("binary has no directory")?;
+    let path = dir.join("libagentos_actor.so");
+    if !path.exists() {
+        bail!(
+            "the agentOS plugin was not found at {}; build it with `cargo build -p agentos-actor` (same profile) or pass --plugin",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn parse_extra(spec: &str) -> Result<(String, PathBuf)> {
+    let (name, path) = spec
+        .split_once('=')
+        .with_context(|| format!("--extra-plugin `{spec}` must be NAME=PATH"))?;
+    if name.is_empty() || path.is_empty() {
+        bail!("--extra-plugin `{spec}` must be NAME=PATH with both parts non-empty");
+    }
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
+/// The plugin's config_json: the command set and network exemptions.
+fn agentos_config_json(packages: &[PathBuf], loopback_exempt_ports: &[u16]) -> String {
+    let packages: Vec<_> = packages
+        .iter()
+        .map(|p| serde_json::json!({ "packagePath": p.to_string_lossy() }))
+        .collect();
+    serde_json::json!({ "packages": packages, "loopbackExemptPorts": loopback_exempt_ports }).to_string()
+}
+
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let plugin_path = match &args.plugin {
+        Some(path) => path.clone(),
+        None => default_plugin_path()?,
+    };
+    let extras = args.extra_plugins.iter().map(|s| parse_extra(s)).collect::<Result<Vec<_>>>()?;
+
+    let components: &[Component] = if args.engine_endpoint.is_some() {
+        &[Component::Sidecar, Component::Commands]
+    } else {
+        &[Component::Engine, Component::Sidecar, Component::Commands]
+    };
+    let provisioned = provision::provision(&args.cache_dir, components, &provision::stderr_progress)
+        .await
+        .context("provision the pinned engine, sidecar and command set")?;
+
+    let mut engine = match &args.engine_endpoint {
+        Some(endpoint) => None.filter(|_: &LocalEngine| endpoint.is_empty()),
+        None => {
+            let binary = provisioned.engine.clone().context("engine was not provisioned")?;
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
+            Some(LocalEngine::start_or_reuse(&binary, &args.data_dir, EnginePorts::from_guard(args.port)).await?)
+        }
+    };
+    let endpoint = match (&args.engine_endpoint, &engine) {
+        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
+        (None, Some(local)) => local.endpoint.clone(),
+        (None, None) => unreachable!("a local engine is started when no endpoint is given"),
+    };
+
+    let limits = ActorLimits { sleep_timeout: Duration::from_secs(args.sleep_after_secs), ..ActorLimits::default() };
+    let sidecar = provisioned.sidecar.clone().context("sidecar was not provisioned")?;
+    let mut actors = vec![PluginActor {
+        name: args.actor_name.clone(),
+        library: plugin_path,
+        config_json: agentos_config_json(&provisioned.command_packages, &args.loopback_exempt_ports),
+        sidecar_path: sidecar.to_string_lossy().into_owned(),
+        limits: limits.clone(),
+    }];
+    for (name, library) in extras {
+        actors.push(PluginActor { name, library, config_json: "{}".into(), sidecar_path: String::new(), limits: limits.clone() });
+    }
+    let mut registry = CoreRegistry::new();
+    for actor in &actors {
+        actor.register(&mut registry).with_context(|| format!("load plugin {}", actor.library.display()))?;
+    }
+
+    let target = EngineTarget {
+        endpoint: endpoint.clone(),
+        namespace: args.namespace.clone(),
+        pool: args.pool.clone(),
+        token: args.token.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let names: Vec<&str> = actors.iter().map(|a| a.name.as_str()).collect();
+    eprintln!(
+        "agentos: serving {} at {endpoint} (namespace {}, pool {}){}",
+        names.join(", "),
+        args.namespace,
+        args.pool,
+        engine.as_ref().and_then(LocalEngine::pid).map(|pid| format!(", engine pid {pid}")).unwrap_or_default()
+    );
+    let served = abi_host::serve::serve_announcing(registry, &target, shutdown, || {
+        // A line scripts can wait for: the envoy is registered and actors can start.
+        println!("agentos: ready");
+    })
+    .await;
+    if let Some(engine) = engine.as_mut() {
+        eprintln!("agentos: host drained; stopping the engine we started");
+        engine.stop().await;
+    }
+    eprintln!("agentos: stopped");
+    served
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    eprintln!("agentos: shutting down (actors get their sleep grace to finish)");
+    shutdown.cancel();
+}

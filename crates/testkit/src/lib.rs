@@ -1,0 +1,237 @@
+//! Test fixtures shared by the integration tests.
+//!
+//! `./scripts/test` provisions everything, starts ONE engine and ONE host
+//! (serving `agentOS` and the ABI test plugin `testPlugin`) and exports
+//! `AGENTOS_TEST_ENDPOINT`; tests reach them only on 127.0.0.1. A test that
+//! needs its own host (fault tests) starts it with [`ChildGuard`], which
+//! stops it by pid.
+
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use rivetkit_client::{Client, ClientConfig, GetOrCreateOptions};
+use serde_json::{Value, json};
+
+/// The engine endpoint of the shared test host. Fails loudly (never skips)
+/// when the suite was not started through `./scripts/test`.
+pub fn endpoint() -> String {
+    match std::env::var("AGENTOS_TEST_ENDPOINT") {
+        Ok(endpoint) if endpoint.starts_with("http://127.0.0.1:") => endpoint,
+        Ok(other) => panic!("AGENTOS_TEST_ENDPOINT must be a 127.0.0.1 URL, got `{other}`"),
+        Err(_) => panic!(
+            "AGENTOS_TEST_ENDPOINT is not set: run the suite with ./scripts/test, which starts the real engine and host"
+        ),
+    }
+}
+
+/// A key no other test (or earlier run) uses.
+pub fn unique_key(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The official Rust client, on the shared host's pool.
+pub fn client() -> Client {
+    Client::new(ClientConfig::new(endpoint()).pool_name("default"))
+}
+
+/// A structured error as a client receives it over HTTP (JSON encoding).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionError {
+    pub status: u16,
+    pub group: String,
+    pub code: String,
+    pub message: String,
+    pub metadata: Option<Value>,
+}
+
+/// Calls actions over the gateway's HTTP action route with JSON encoding,
+/// returning the structured error body on failure.
+pub struct Gateway {
+    http: reqwest::Client,
+    base: String,
+    query: String,
+}
+
+impl Gateway {
+    /// The actor `name` with `key` (created on first use).
+    pub fn new(name: &str, key: &str) -> Result<Self> {
+        let handle = client().get_or_create(name, vec![key.to_owned()], GetOrCreateOptions::default())?;
+        let url = handle.gateway_url()?;
+        let (base, query) = url.split_once('?').map(|(b, q)| (b.to_owned(), q.to_owned())).unwrap_or((url, String::new()));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), query })
+    }
+
+    /// The URL of an actor-local `path` (e.g. `/request/x`).
+    pub fn url(&self, path: &str) -> String {
+        let (path, extra) = path.split_once('?').unwrap_or((path, ""));
+        let mut url = format!("{}{path}?{}", self.base, self.query);
+        if !extra.is_empty() {
+            url.push('&');
+            url.push_str(extra);
+        }
+        url
+    }
+
+    pub async fn action(&self, action: &str, args: Vec<Value>) -> Result<Value, ActionError> {
+        self.action_raw(action, json!({ "args": args })).await
+    }
+
+    /// Posts an arbitrary JSON body (to test malformed requests).
+    pub async fn action_raw(&self, action: &str, body: Value) -> Result<Value, ActionError> {
+        let response = self
+            .http
+            .post(self.url(&format!("/action/{action}")))
+            .header("x-rivet-encoding", "json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(format!("{e:#}")))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| transport_error(format!("decode body: {e:#}")))?;
+        if (200..300).contains(&status) {
+            return Ok(body.get("output").cloned().unwrap_or(Value::Null));
+        }
+        Err(ActionError {
+            status,
+            group: body["group"].as_str().unwrap_or_default().to_owned(),
+            code: body["code"].as_str().unwrap_or_default().to_owned(),
+            message: body["message"].as_str().unwrap_or_default().to_owned(),
+            metadata: body.get("metadata").cloned().filter(|m| !m.is_null()),
+        })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+fn transport_error(message: String) -> ActionError {
+    ActionError { status: 0, group: "transport".into(), code: "transport".into(), message, metadata: None }
+}
+
+/// Bytes as the JSON-compat wrapper clients send and receive.
+pub fn uint8array(bytes: &[u8]) -> Value {
+    json!(["$Uint8Array", base64::engine::general_purpose::STANDARD.encode(bytes)])
+}
+
+/// Decodes a `["$Uint8Array", b64]` reply.
+pub fn bytes_of(value: &Value) -> Vec<u8> {
+    match value.as_array().map(Vec::as_slice) {
+        Some([tag, Value::String(b64)]) if tag == "$Uint8Array" => {
+            base64::engine::general_purpose::STANDARD.decode(b64).expect("valid base64 in $Uint8Array")
+        }
+        _ => panic!("expected a [\"$Uint8Array\", base64] value, got {value}"),
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A child process a test started; stopped by pid (SIGTERM, then SIGKILL)
+/// when dropped.
+pub struct ChildGuard {
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        Self { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGKILLs the process now (a crash, for fault tests) and reaps it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `grace` before SIGKILL. Returns whether it
+    /// exited on its own.
+    pub fn stop(&mut self, grace: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        // SAFETY: signalling a child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+/// Runs a program to completion with a time limit, returning its output.
+pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("spawn")?;
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("process {pid} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
