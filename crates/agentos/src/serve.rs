@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// are blocked.
     #[arg(long = "loopback-exempt-port", value_name = "PORT")]
     pub loopback_exempt_ports: Vec<u16>,
+    /// A JSON file with the agentOS actor's configuration (see the README);
+    /// unknown fields are rejected. `packages` defaults to the WASM command set.
+    #[arg(long, value_name = "FILE")]
+    pub actor_config: Option<PathBuf>,
     /// Seconds an idle actor stays awake before it sleeps.
     #[arg(long, default_value_t = 30)]
     pub sleep_after_secs: u64,
@@ -82,13 +86,33 @@ fn parse_extra(spec: &str) -> Result<(String, PathBuf)> {
     Ok((name.to_owned(), PathBuf::from(path)))
 }
 
-/// The plugin's config_json: the command set and network exemptions.
-fn agentos_config_json(packages: &[PathBuf], loopback_exempt_ports: &[u16]) -> String {
-    let packages: Vec<_> = packages
-        .iter()
-        .map(|p| serde_json::json!({ "packagePath": p.to_string_lossy() }))
-        .collect();
-    serde_json::json!({ "packages": packages, "loopbackExemptPorts": loopback_exempt_ports }).to_string()
+/// The plugin's config_json: the user's config (if any), with the
+/// provisioned command set as the default `packages` and the CLI's loopback
+/// exemptions added.
+fn agentos_config_json(user: Option<&PathBuf>, packages: &[PathBuf], loopback_exempt_ports: &[u16]) -> Result<String> {
+    let mut config = match user {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+            match value {
+                serde_json::Value::Object(map) => map,
+                _ => bail!("{} must hold a JSON object", path.display()),
+            }
+        }
+        None => serde_json::Map::new(),
+    };
+    if !config.contains_key("packages") {
+        let packages: Vec<_> =
+            packages.iter().map(|p| serde_json::json!({ "packagePath": p.to_string_lossy() })).collect();
+        config.insert("packages".into(), packages.into());
+    }
+    if !loopback_exempt_ports.is_empty() {
+        let ports = config.entry("loopbackExemptPorts").or_insert_with(|| serde_json::json!([]));
+        let Some(list) = ports.as_array_mut() else { bail!("loopbackExemptPorts must be an array") };
+        list.extend(loopback_exempt_ports.iter().map(|p| serde_json::json!(p)));
+    }
+    Ok(serde_json::Value::Object(config).to_string())
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -107,6 +131,28 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .await
         .context("provision the pinned engine, sidecar and command set")?;
 
+    let limits = ActorLimits { sleep_timeout: Duration::from_secs(args.sleep_after_secs), ..ActorLimits::default() };
+    let sidecar = provisioned.sidecar.clone().context("sidecar was not provisioned")?;
+    let mut actors = vec![PluginActor {
+        name: args.actor_name.clone(),
+        library: plugin_path,
+        config_json: agentos_config_json(
+            args.actor_config.as_ref(),
+            &provisioned.command_packages,
+            &args.loopback_exempt_ports,
+        )?,
+        sidecar_path: sidecar.to_string_lossy().into_owned(),
+        limits: limits.clone(),
+    }];
+    for (name, library) in extras {
+        actors.push(PluginActor { name, library, config_json: "{}".into(), sidecar_path: String::new(), limits: limits.clone() });
+    }
+    // Plugins load (and reject bad config) before anything is started.
+    let mut registry = CoreRegistry::new();
+    for actor in &actors {
+        actor.register(&mut registry).with_context(|| format!("load plugin {}", actor.library.display()))?;
+    }
+
     let mut engine = match &args.engine_endpoint {
         Some(endpoint) => None.filter(|_: &LocalEngine| endpoint.is_empty()),
         None => {
@@ -121,23 +167,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         (None, Some(local)) => local.endpoint.clone(),
         (None, None) => unreachable!("a local engine is started when no endpoint is given"),
     };
-
-    let limits = ActorLimits { sleep_timeout: Duration::from_secs(args.sleep_after_secs), ..ActorLimits::default() };
-    let sidecar = provisioned.sidecar.clone().context("sidecar was not provisioned")?;
-    let mut actors = vec![PluginActor {
-        name: args.actor_name.clone(),
-        library: plugin_path,
-        config_json: agentos_config_json(&provisioned.command_packages, &args.loopback_exempt_ports),
-        sidecar_path: sidecar.to_string_lossy().into_owned(),
-        limits: limits.clone(),
-    }];
-    for (name, library) in extras {
-        actors.push(PluginActor { name, library, config_json: "{}".into(), sidecar_path: String::new(), limits: limits.clone() });
-    }
-    let mut registry = CoreRegistry::new();
-    for actor in &actors {
-        actor.register(&mut registry).with_context(|| format!("load plugin {}", actor.library.display()))?;
-    }
 
     let target = EngineTarget {
         endpoint: endpoint.clone(),

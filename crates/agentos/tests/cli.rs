@@ -1,0 +1,74 @@
+//! The `agentos` binary's user-facing behaviour that needs no running host.
+
+use std::process::Command;
+use std::time::Duration;
+
+fn agentos() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agentos"))
+}
+
+fn run(command: &mut Command) -> (bool, String, String) {
+    let out = testkit::run_with_limit(command, Duration::from_secs(120)).expect("run agentos");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn serve_help_explains_every_option() {
+    let (ok, help, _) = run(agentos().args(["serve", "--help"]));
+    assert!(ok);
+    for flag in [
+        "--data-dir",
+        "--port",
+        "--engine-endpoint",
+        "--namespace",
+        "--pool",
+        "--token",
+        "--actor-name",
+        "--plugin",
+        "--extra-plugin",
+        "--loopback-exempt-port",
+        "--actor-config",
+        "--sleep-after-secs",
+        "--cache-dir",
+    ] {
+        let line = help.lines().find(|l| l.trim_start().starts_with(flag) || l.contains(&format!(" {flag}")));
+        let line = line.unwrap_or_else(|| panic!("`serve --help` does not list {flag}:\n{help}"));
+        // Each option is followed by its explanation (same or next line).
+        let index = help.find(line).unwrap();
+        let explained = help[index..].lines().take(2).collect::<String>();
+        assert!(explained.len() > flag.len() + 20, "{flag} has no explanation:\n{help}");
+    }
+    let (ok, top, _) = run(agentos().arg("--help"));
+    assert!(ok);
+    for command in ["serve", "provision", "call"] {
+        assert!(top.contains(command), "top-level help lacks {command}:\n{top}");
+    }
+}
+
+#[test]
+fn a_bad_actor_config_fails_fast_naming_the_field() {
+    let dir = std::env::temp_dir().join(testkit::unique_key("cli-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("actor.json");
+    std::fs::write(&config, r#"{"toolKits": [], "loopbackExemptPorts": [1]}"#).unwrap();
+    let (ok, stdout, stderr) = run(agentos()
+        .args(["serve", "--port", "1", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--actor-config")
+        .arg(&config));
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!ok, "serve must fail: {stdout}{stderr}");
+    assert!(stderr.contains("unknown field `toolKits`"), "{stderr}");
+    assert!(!stderr.contains("engine pid"), "nothing may be started before the config is valid: {stderr}");
+}
+
+#[test]
+fn a_malformed_extra_plugin_spec_is_explained() {
+    let (ok, _, stderr) = run(agentos().args(["serve", "--port", "1", "--extra-plugin", "no-equals-sign"]));
+    assert!(!ok);
+    assert!(stderr.contains("must be NAME=PATH"), "{stderr}");
+}
