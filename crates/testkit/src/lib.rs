@@ -235,3 +235,34 @@ pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> R
         stderr: err_reader.join().unwrap_or_default(),
     })
 }
+
+/// A base port `p` such that `p`, `p+1` and `p+2` are free on 127.0.0.1 now
+/// (an engine's guard, api-peer and metrics ports).
+pub fn free_port_base() -> u16 {
+    use std::net::TcpListener;
+    for _ in 0..200 {
+        let Ok(first) = TcpListener::bind("127.0.0.1:0") else { continue };
+        let base = first.local_addr().map(|a| a.port()).unwrap_or(0);
+        if base == 0 || base > 65000 {
+            continue;
+        }
+        let rest: Vec<_> = (1..3).filter_map(|i| TcpListener::bind(("127.0.0.1", base + i)).ok()).collect();
+        if rest.len() == 2 {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports on 127.0.0.1");
+}
+
+/// Whether a process with this pid still exists (and is not a zombie we own).
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid as i32, 0) } == 0;
+    if !exists {
+        return false;
+    }
+    // A zombie (exited, not yet reaped by its parent) counts as stopped.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
