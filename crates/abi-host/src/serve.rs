@@ -89,6 +89,13 @@ pub async fn serve(registry: CoreRegistry, target: &EngineTarget, shutdown: Canc
 
 /// Like [`serve`], calling `on_ready` once this host is registered with the
 /// engine and actors can start on it.
+///
+/// Shutdown is bounded: rivet-envoy-client 2.3.19 latches "stopped" with a
+/// `watch::Sender::send` that is dropped when nobody is subscribed yet, so
+/// when the envoy stops quickly (e.g. with no actors) rivetkit-core's own
+/// wait can miss it and sleep for the engine's `actor_stop_threshold`
+/// (30 min). Once every actor has drained (their state is persisted by
+/// then) we give the envoy [`ENVOY_STOP_WINDOW`] to report, then return.
 pub async fn serve_announcing(
     registry: CoreRegistry,
     target: &EngineTarget,
@@ -105,13 +112,39 @@ pub async fn serve_announcing(
         serverless_package_version: "2.3.19".into(),
         ..ServeConfig::default()
     };
-    registry
-        .serve_with_config_and_handle_observer(config, shutdown, move |handle| {
-            tokio::spawn(async move {
-                if handle.started().await.is_ok() {
-                    on_ready();
-                }
-            });
-        })
-        .await
+    let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
+    let served = registry.serve_with_config_and_handle_observer(config, shutdown.clone(), move |handle| {
+        let _ = handle_tx.send(handle.clone());
+        tokio::spawn(async move {
+            if handle.started().await.is_ok() {
+                on_ready();
+            }
+        });
+    });
+    tokio::pin!(served);
+    tokio::select! {
+        result = &mut served => return result,
+        _ = shutdown.cancelled() => {}
+    }
+    let drained = async {
+        match handle_rx.await {
+            Ok(handle) => handle.wait_actors_drained().await,
+            // Cancelled before the envoy started: nothing runs here.
+            Err(_) => {}
+        }
+    };
+    tokio::select! {
+        result = &mut served => return result,
+        _ = drained => {}
+    }
+    match tokio::time::timeout(ENVOY_STOP_WINDOW, &mut served).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("actors drained but the envoy did not report stopping within {ENVOY_STOP_WINDOW:?}; exiting anyway");
+            Ok(())
+        }
+    }
 }
+
+/// How long to wait for the envoy after every actor has drained.
+pub const ENVOY_STOP_WINDOW: Duration = Duration::from_secs(5);
