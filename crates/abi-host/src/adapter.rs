@@ -97,13 +97,14 @@ fn forward(state: &Arc<HostState>, frames: &mpsc::UnboundedSender<Frame>, event:
                 ShutdownKind::Sleep => AbiEventTag::Sleep,
                 ShutdownKind::Destroy => AbiEventTag::Destroy,
             };
-            push(state, frames, tag, Pending::Unit(reply), Vec::new())
+            push(state, frames, tag, Pending::Cleanup(reply), Vec::new())
         }
         ActorEvent::DisconnectConn { conn_id, reply } => {
             // Not an ABI event: disconnect as the core asks, as rivetkit's own
-            // typed layer does.
-            let ctx = state.ctx.clone();
-            state.runtime.spawn(async move { reply.send(ctx.disconnect_conn(conn_id).await) });
+            // typed layer does, but only once the plugin has answered the
+            // Sleep / Destroy that follows (the core sends these first), so its
+            // cleanup still sees and reaches its connections (ABI §3).
+            state.defer_disconnect(conn_id, reply);
         }
         ActorEvent::WorkflowHistoryRequested { reply } => {
             reply.send(Err(ActorRuntime::NotConfigured { component: "workflow history".into() }.build()))

@@ -52,6 +52,8 @@ struct Owned {
 
 impl Owned {
     fn release(self) {
+        // Sleep / Destroy was never answered: still disconnect what the core asked.
+        self.state.run_deferred_disconnects();
         let dropped = self.state.drain_pending();
         if dropped > 0 {
             tracing::warn!(target: "native_plugin", dropped, "plugin ended with unanswered events");

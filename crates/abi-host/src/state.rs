@@ -20,6 +20,8 @@ pub enum Pending {
     Unit(Reply<()>),
     Queue(Reply<QueueSendResult>),
     Serialize(Reply<Vec<StateDelta>>),
+    /// Sleep / Destroy: answering it releases the held-back grace disconnects.
+    Cleanup(Reply<()>),
 }
 
 /// One event frame ready for `next_event`.
@@ -40,6 +42,9 @@ pub struct HostState {
     pub startup: Mutex<Option<oneshot::Sender<anyhow::Result<()>>>>,
     keep_awake: Mutex<HashMap<u64, KeepAwakeRegion>>,
     next_keep_awake: AtomicU64,
+    /// Grace-time `DisconnectConn`s, held back until the plugin has answered
+    /// Sleep / Destroy so that it can still reach its clients while cleaning up.
+    deferred_disconnects: Mutex<Vec<(String, Reply<()>)>>,
 }
 
 impl HostState {
@@ -58,6 +63,7 @@ impl HostState {
             startup: Mutex::new(startup),
             keep_awake: Mutex::new(HashMap::new()),
             next_keep_awake: AtomicU64::new(1),
+            deferred_disconnects: Mutex::new(Vec::new()),
         }
     }
 
@@ -100,6 +106,26 @@ impl HostState {
     /// Closes a region; false for an unknown token.
     pub fn keep_awake_exit(&self, token: u64) -> bool {
         self.keep_awake.lock().remove(&token).is_some()
+    }
+
+    /// Holds a grace-time disconnect until [`Self::run_deferred_disconnects`].
+    pub fn defer_disconnect(&self, conn_id: String, reply: Reply<()>) {
+        self.deferred_disconnects.lock().push((conn_id, reply));
+    }
+
+    /// Disconnects the held-back conns and answers their requests; called once
+    /// the plugin answered Sleep / Destroy, and at instance end.
+    pub fn run_deferred_disconnects(&self) {
+        let deferred = std::mem::take(&mut *self.deferred_disconnects.lock());
+        if deferred.is_empty() {
+            return;
+        }
+        let ctx = self.ctx.clone();
+        self.runtime.spawn(async move {
+            for (conn_id, reply) in deferred {
+                reply.send(ctx.disconnect_conn(conn_id).await);
+            }
+        });
     }
 
     /// Releases every region the plugin left open (at instance end).

@@ -552,7 +552,21 @@ extern "C" fn conn_disconnect(ctx: *const c_void, request: OwnedBuf, done: Compl
     let bytes = unsafe { take(request) };
     submit(ctx, done, user_data, |s| async move {
         let r: ConnDisconnectRequest = decode(&bytes, "conn_disconnect")?;
-        s.ctx.disconnect_conns(|c| r.conn_ids.iter().any(|id| id == c.id())).await?;
+        // `ConnHandle::disconnect` closes the transport and then removes the
+        // conn through the managed path, which emits `ConnectionClosed`: the
+        // plugin gets its ConnClosed events (ABI §2.8). The context's
+        // `disconnect_conns` is transport-only and removes conns silently.
+        // Collected first: the iterator holds a lock that must not cross an await.
+        let conns: Vec<_> = s.ctx.conns().filter(|c| r.conn_ids.iter().any(|id| id == c.id())).collect();
+        let mut failures = Vec::new();
+        for conn in conns {
+            if let Err(e) = conn.disconnect(None).await {
+                failures.push(format!("{}: {e:#}", conn.id()));
+            }
+        }
+        if !failures.is_empty() {
+            bail!("disconnecting {} connection(s) failed: {}", failures.len(), failures.join("; "));
+        }
         Ok(Vec::new())
     });
 }
@@ -627,10 +641,14 @@ extern "C" fn next_event(ctx: *const c_void, done: CompletionFn, user_data: *mut
     });
 }
 
-fn answer(pending: Pending, payload: Vec<u8>) -> Result<()> {
+fn answer(s: &HostState, pending: Pending, payload: Vec<u8>) -> Result<()> {
     match pending {
         Pending::Action(reply) => reply.send(Ok(payload)),
         Pending::Unit(reply) => reply.send(Ok(())),
+        Pending::Cleanup(reply) => {
+            reply.send(Ok(()));
+            s.run_deferred_disconnects();
+        }
         Pending::Serialize(reply) => {
             // Empty means "no change": the persisted state is kept.
             let deltas = if payload.is_empty() { Vec::new() } else { vec![StateDelta::ActorState(payload)] };
@@ -663,7 +681,7 @@ extern "C" fn reply_ok(ctx: *const c_void, token: u64, payload: OwnedBuf) -> Abi
         // SAFETY: the plugin calls through a ctx it holds a reference on.
         let s = unsafe { state(ctx) };
         let Some(pending) = s.unpark(token) else { return AbiStatus::Err };
-        match answer(pending, payload) {
+        match answer(s, pending, payload) {
             Ok(()) => AbiStatus::Ok,
             Err(e) => {
                 tracing::warn!(target: "native_plugin", token, "plugin reply rejected: {e:#}");
@@ -688,6 +706,10 @@ extern "C" fn reply_err(ctx: *const c_void, token: u64, message: OwnedBuf) -> Ab
             Pending::Unit(r) => r.send(Err(error)),
             Pending::Queue(r) => r.send(Err(error)),
             Pending::Serialize(r) => r.send(Err(error)),
+            Pending::Cleanup(r) => {
+                r.send(Err(error));
+                s.run_deferred_disconnects();
+            }
         }
         AbiStatus::Ok
     }))

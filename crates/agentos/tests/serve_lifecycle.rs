@@ -62,12 +62,31 @@ fn engine_pid(lines: &mpsc::Receiver<String>) -> Option<u32> {
     None
 }
 
+/// Kills the engine by pid if the test ends (or panics) while it still runs,
+/// so a failing run never leaves an engine behind.
+struct EngineReaper(u32);
+
+impl Drop for EngineReaper {
+    fn drop(&mut self) {
+        if pid_alive(self.0) {
+            // SAFETY: signalling the engine pid this test observed being started.
+            unsafe { libc_kill(self.0 as i32, 9) };
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
 #[tokio::test]
 async fn serve_runs_actors_and_stops_what_it_started() {
     let port = testkit::free_port_base();
     let data = std::env::temp_dir().join(testkit::unique_key("serve-lifecycle"));
     let mut first = serve(port, &data);
     let engine = engine_pid(&first.stderr_lines).expect("the first serve starts its own engine");
+    let _reaper = EngineReaper(engine);
     assert!(pid_alive(engine));
 
     let client = Client::new(ClientConfig::new(format!("http://127.0.0.1:{port}")).pool_name("default"));

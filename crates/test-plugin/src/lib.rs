@@ -51,8 +51,8 @@
 //! | QueueSend | `QueueSend:<queue name>` | `{status: "completed", response: CBOR {"queue": name, "received": <body as JSON>}}` |
 //! | WsOpen | `WsOpen:<conn id>` | ok (empty) |
 //! | SerializeState | `SerializeState` | CBOR `{"count": n}` |
-//! | Sleep | `Sleep` | writes KV `tp/last-shutdown` = `sleep`, waits ≤5 s for abort watchers, then ok |
-//! | Destroy | `Destroy` | same with `destroy` |
+//! | Sleep | `Sleep` | `broadcast("lifecycle", ["sleep"])`, writes KV `tp/last-shutdown` = `sleep`, waits ≤5 s for abort watchers, then ok |
+//! | Destroy | `Destroy` | same with `destroy` (broadcast args `["destroy"]`) |
 //! | (undecodable frame) | `Undecodable:<tag>` | `reply_err` if the token is non-zero |
 //!
 //! Http reply: status 200, or `<n>` when the uri's path starts with

@@ -754,6 +754,13 @@ fn full_lifecycle_against_mock_host() {
 
     // Shutdown: Sleep, then SerializeState, then close.
     assert!(h.event(8, &[]).0);
+    {
+        // Sleep is announced to subscribers before it is answered.
+        let broadcasts = h.mock.broadcasts.lock().unwrap();
+        let (name, payload) = broadcasts.last().expect("a lifecycle broadcast");
+        assert_eq!(name, "lifecycle");
+        assert_eq!(decode_cbor_json(payload).unwrap(), json!(["sleep"]));
+    }
     assert_eq!(
         h.mock
             .kv
