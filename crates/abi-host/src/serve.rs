@@ -127,10 +127,9 @@ pub async fn serve_announcing(
         _ = shutdown.cancelled() => {}
     }
     let drained = async {
-        match handle_rx.await {
-            Ok(handle) => handle.wait_actors_drained().await,
-            // Cancelled before the envoy started: nothing runs here.
-            Err(_) => {}
+        // An error means shutdown came before the envoy started: nothing runs here.
+        if let Ok(handle) = handle_rx.await {
+            handle.wait_actors_drained().await;
         }
     };
     tokio::select! {

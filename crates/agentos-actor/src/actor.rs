@@ -29,13 +29,13 @@ enum Job {
 
 /// Runs the actor until the host closes the event stream or `cancel` fires.
 pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: CancellationToken) {
-    if host.sql_is_enabled() {
-        if let Err(error) = schema::migrate(&host).await {
-            let message = format!("agentOS actor schema migration failed: {error:#}");
-            host.log(4, &message);
-            host.startup_ready(Err(message));
-            return;
-        }
+    if host.sql_is_enabled()
+        && let Err(error) = schema::migrate(&host).await
+    {
+        let message = format!("agentOS actor schema migration failed: {error:#}");
+        host.log(4, &message);
+        host.startup_ready(Err(message));
+        return;
     }
     host.startup_ready(Ok(()));
 

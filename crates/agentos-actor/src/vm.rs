@@ -59,11 +59,15 @@ pub enum ShutdownReason {
 #[derive(Clone)]
 pub struct VmSlot {
     inner: Arc<Slot<AgentOs>>,
+    /// Serializes teardowns: a caller that finds the VM already taken still
+    /// returns only once the teardown in flight has finished, so the actor's
+    /// `done` never fires while a forced (grace-deadline) teardown runs.
+    teardown: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for VmSlot {
     fn default() -> Self {
-        Self { inner: Arc::new(Slot::default()) }
+        Self { inner: Arc::new(Slot::default()), teardown: Arc::new(tokio::sync::Mutex::new(())) }
     }
 }
 
@@ -84,6 +88,7 @@ impl VmSlot {
 
     /// Shuts the VM down if one runs, and tells clients why.
     pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
+        let _teardown = self.teardown.lock().await;
         let Some(vm) = self.inner.take() else { return };
         if let Err(e) = vm.shutdown().await {
             host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));

@@ -104,10 +104,10 @@ impl LocalEngine {
             if is_healthy(&engine.endpoint).await {
                 return Ok(engine);
             }
-            if let Some(child) = engine.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("rivet-engine exited with {status} before it was healthy; see {}", log_path.display());
-                }
+            if let Some(child) = engine.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("rivet-engine exited with {status} before it was healthy; see {}", log_path.display());
             }
             if Instant::now() > deadline {
                 engine.stop().await;
