@@ -28,14 +28,15 @@ enum Job {
 }
 
 /// Runs the actor until the host closes the event stream or `cancel` fires.
-pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: CancellationToken) {
+/// An error means the actor never started (it is reported through `done`).
+pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: CancellationToken) -> Result<(), String> {
     if host.sql_is_enabled()
         && let Err(error) = schema::migrate(&host).await
     {
         let message = format!("agentOS actor schema migration failed: {error:#}");
         host.log(4, &message);
-        host.startup_ready(Err(message));
-        return;
+        host.startup_ready(Err(message.clone()));
+        return Err(message);
     }
     host.startup_ready(Ok(()));
 
@@ -57,6 +58,7 @@ pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: C
     }
     drop(jobs);
     let _ = worker.await;
+    Ok(())
 }
 
 fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) {

@@ -201,7 +201,8 @@ pub extern "C" fn rivet_actor_run(
             live.handle.spawn(async move {
                 let outcome = AssertUnwindSafe(run).catch_unwind().await;
                 match outcome {
-                    Ok(()) => guard.fire_with(AbiStatus::Ok, Vec::new()),
+                    Ok(Ok(())) => guard.fire_with(AbiStatus::Ok, Vec::new()),
+                    Ok(Err(message)) => guard.fire_with(AbiStatus::Err, message.into_bytes()),
                     Err(panic) => guard.fire_with(
                         AbiStatus::Panic,
                         format!("agentOS actor panicked: {}", panic_text(&*panic)).into_bytes(),

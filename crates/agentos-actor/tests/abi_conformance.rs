@@ -1543,7 +1543,9 @@ fn startup_refuses_a_newer_schema() {
     assert_eq!(seen, Some(DbSnapshot { versions: Some(vec![999]), meta: None }));
     // The plugin ends on its own; no event is needed.
     host.wait("done after a failed startup", WAIT, |s| s.done.first().cloned());
-    close_and_free(host, instance);
+    let (status, message) = close_and_free(host, instance);
+    assert_eq!(status, AbiStatus::Err, "a failed startup must end with done(Err)");
+    assert!(String::from_utf8_lossy(&message).contains("999"), "done carries the reason");
     assert_eq!(lock(&host.state).calls.get("next_event"), None, "events were pulled after a failed startup");
     assert_eq!(snapshot(&db), DbSnapshot { versions: Some(vec![999]), meta: None });
 
