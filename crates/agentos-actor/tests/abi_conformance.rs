@@ -1248,6 +1248,25 @@ fn run(factory: *mut c_void, host: &'static MockHost) -> *mut c_void {
 }
 
 /// Asserts that nothing went wrong at the boundary for `host`.
+/// A running actor whose startup the mock host has already seen succeed.
+struct Started {
+    plugin: *mut c_void,
+    factory: *mut c_void,
+    host: &'static MockHost,
+    instance: *mut c_void,
+}
+
+/// Loads the plugin, builds a factory and runs one actor over a fresh
+/// in-memory database, waiting for `startup_ready(ok)`.
+fn start(config: &str, sidecar: &str) -> Started {
+    let plugin = plugin_init();
+    let factory = factory_new(plugin, config, sidecar).expect("factory");
+    let host = MockHost::new(Some(memory_db()));
+    let instance = run(factory, host);
+    assert!(host.wait_startup().0, "startup failed");
+    Started { plugin, factory, host, instance }
+}
+
 fn assert_clean(host: &'static MockHost) {
     host.wait("every buffer the host handed the plugin to be freed", WAIT, |_| {
         (outstanding_buffers(host.id) == 0).then_some(())
@@ -1580,11 +1599,7 @@ fn startup_without_sql_skips_migrations() {
 #[test]
 fn non_action_events_are_answered_without_a_vm() {
     let canary = Canary::new("events");
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, "{}", &canary.path()).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start("{}", &canary.path());
 
     let c = conn();
     let preflight = host.send(AbiEventTag::ConnPreflight, &encode_conn_preflight_payload(&c, &[0xf6]).unwrap());
@@ -1670,11 +1685,7 @@ fn non_action_events_are_answered_without_a_vm() {
 #[test]
 fn action_errors_are_answered_without_booting_a_vm() {
     let canary = Canary::new("actions");
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, "{}", &canary.path()).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start("{}", &canary.path());
 
     let unknown = host.send(AbiEventTag::Action, &action("noSuchAction", json!([])));
     let error = expect_err(host.wait_reply(unknown, WAIT), "unknown action");
@@ -1747,11 +1758,7 @@ fn action_errors_are_answered_without_booting_a_vm() {
 #[test]
 fn sleep_without_a_vm_then_channel_closed_ends_cleanly() {
     let canary = Canary::new("sleep");
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, "{}", &canary.path()).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start("{}", &canary.path());
 
     let sleep = host.send(AbiEventTag::Sleep, &[]);
     assert_eq!(expect_ok(host.wait_reply(sleep, WAIT), "Sleep"), Vec::<u8>::new());
@@ -1783,11 +1790,7 @@ fn sleep_without_a_vm_then_channel_closed_ends_cleanly() {
 
 fn ends_once_when(first: extern "C" fn(*mut c_void), second: extern "C" fn(*mut c_void), deliver_after: bool) {
     let canary = Canary::new("cancel");
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, "{}", &canary.path()).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start("{}", &canary.path());
     host.wait_parked();
 
     first(instance);
@@ -1854,11 +1857,7 @@ fn boot_writes_hi(host: &MockHost) {
 #[test]
 fn real_vm_actions_order_and_sleep() {
     let provisioned = provisioned();
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, &vm_config(&provisioned), &provisioned.sidecar).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start(&vm_config(&provisioned), &provisioned.sidecar);
 
     boot_writes_hi(host);
 
@@ -1920,11 +1919,7 @@ fn real_vm_actions_order_and_sleep() {
 #[test]
 fn grace_deadline_with_a_booted_vm_shuts_it_down_once() {
     let provisioned = provisioned();
-    let plugin = plugin_init();
-    let factory = factory_new(plugin, &vm_config(&provisioned), &provisioned.sidecar).expect("factory");
-    let host = MockHost::new(Some(memory_db()));
-    let instance = run(factory, host);
-    assert!(host.wait_startup().0);
+    let Started { plugin, factory, host, instance } = start(&vm_config(&provisioned), &provisioned.sidecar);
     boot_writes_hi(host);
     host.wait_parked();
 
