@@ -13,6 +13,7 @@
 pub mod adapter;
 pub mod instance;
 pub mod loader;
+pub mod nodelay;
 pub mod serve;
 pub mod state;
 pub mod vtable;

@@ -122,6 +122,17 @@ pub async fn serve_announcing(
         });
     });
     tokio::pin!(served);
+    // Direct IP endpoints only: for a DNS name (a cluster) we cannot know the
+    // peer address from here, and Nagle stays on there.
+    let nodelay = crate::nodelay::endpoint_addr(&target.endpoint).map(|engine| {
+        tokio::spawn(async move {
+            loop {
+                crate::nodelay::set_on_sockets_to(engine);
+                tokio::time::sleep(crate::nodelay::SCAN_INTERVAL).await;
+            }
+        })
+    });
+    let _stop_nodelay = AbortOnDrop(nodelay);
     tokio::select! {
         result = &mut served => return result,
         _ = shutdown.cancelled() => {}
@@ -141,6 +152,17 @@ pub async fn serve_announcing(
         Err(_) => {
             tracing::warn!("actors drained but the envoy did not report stopping within {ENVOY_STOP_WINDOW:?}; exiting anyway");
             Ok(())
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
         }
     }
 }
