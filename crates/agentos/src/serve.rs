@@ -153,19 +153,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         actor.register(&mut registry).with_context(|| format!("load plugin {}", actor.library.display()))?;
     }
 
-    let mut engine = match &args.engine_endpoint {
-        Some(endpoint) => None.filter(|_: &LocalEngine| endpoint.is_empty()),
+    let (mut engine, endpoint) = match &args.engine_endpoint {
+        Some(endpoint) => (None, endpoint.trim_end_matches('/').to_owned()),
         None => {
             let binary = provisioned.engine.clone().context("engine was not provisioned")?;
             std::fs::create_dir_all(&args.data_dir)
                 .with_context(|| format!("create data dir {}", args.data_dir.display()))?;
-            Some(LocalEngine::start_or_reuse(&binary, &args.data_dir, EnginePorts::from_guard(args.port)).await?)
+            let local = LocalEngine::start_or_reuse(&binary, &args.data_dir, EnginePorts::from_guard(args.port)).await?;
+            let endpoint = local.endpoint.clone();
+            (Some(local), endpoint)
         }
-    };
-    let endpoint = match (&args.engine_endpoint, &engine) {
-        (Some(endpoint), _) => endpoint.trim_end_matches('/').to_owned(),
-        (None, Some(local)) => local.endpoint.clone(),
-        (None, None) => unreachable!("a local engine is started when no endpoint is given"),
     };
 
     let target = EngineTarget {
