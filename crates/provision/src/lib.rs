@@ -13,7 +13,6 @@ mod fetch;
 mod install;
 mod integrity;
 mod progress;
-mod tools;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,7 +22,6 @@ use futures::{StreamExt, TryStreamExt};
 
 pub use artifacts::Artifact;
 pub use progress::{ProgressEvent, no_progress, stderr_progress};
-pub use tools::{npm_ci, require_tool};
 
 /// The progress sink used internally; `Send + Sync` so the provisioning
 /// future can be spawned.
