@@ -504,20 +504,26 @@ async fn websocket_connection_lifecycle() {
         (closes.load(Ordering::SeqCst) > 0).then_some(())
     })
     .await;
-    let closed = format!("ConnClosed:{id}");
-    eventually(LIMIT, "ConnClosed in the event log", || async { event_log(&gw).await.contains(&closed).then_some(()) })
-        .await;
+    assert_connection_lifecycle(&gw, &id, "Subscribe:news").await;
     let conns = call(&gw, "conns", vec![]).await;
     assert!(!conns.as_array().unwrap().iter().any(|c| c["id"] == json!(id)), "{id} still listed: {conns}");
     conn.disconnect().await;
+}
 
-    let log = event_log(&gw).await;
+/// Waits for the connection's `ConnClosed`, then checks the plugin saw its
+/// events in protocol order (Preflight, Open, the subscription, Closed) and
+/// refused no reply.
+async fn assert_connection_lifecycle(gw: &Gateway, id: &str, subscribe_entry: &str) {
+    let closed = format!("ConnClosed:{id}");
+    eventually(LIMIT, "ConnClosed in the event log", || async { event_log(gw).await.contains(&closed).then_some(()) })
+        .await;
+    let log = event_log(gw).await;
     let preflight = index_of(&log, &format!("ConnPreflight:{id}"));
     let open = index_of(&log, &format!("ConnOpen:{id}"));
-    let subscribe_news = index_of(&log, "Subscribe:news");
+    let subscribe = index_of(&log, subscribe_entry);
     let closed = index_of(&log, &closed);
-    assert!(preflight < open && open < subscribe_news && subscribe_news < closed, "{log:?}");
-    assert!(reply_failures(&gw).await.is_empty());
+    assert!(preflight < open && open < subscribe && subscribe < closed, "{log:?}");
+    assert!(reply_failures(gw).await.is_empty());
 }
 
 /// ConnPreflight rejected by the plugin: the connection never opens, over
@@ -601,18 +607,7 @@ async fn rejected_subscription_closes_the_socket() {
     let outcome = read_until_close(&mut ws, false).await;
     assert_eq!(outcome.close, Some((CloseCode::Error, "core.internal_error".to_owned())), "{outcome:?}");
 
-    let closed = format!("ConnClosed:{id}");
-    eventually(LIMIT, "ConnClosed for the refused subscriber", || async {
-        event_log(&gw).await.contains(&closed).then_some(())
-    })
-    .await;
-    let log = event_log(&gw).await;
-    let preflight = index_of(&log, &format!("ConnPreflight:{id}"));
-    let open = index_of(&log, &format!("ConnOpen:{id}"));
-    let subscribe = index_of(&log, "Subscribe:forbidden");
-    let closed = index_of(&log, &closed);
-    assert!(preflight < open && open < subscribe && subscribe < closed, "{log:?}");
-    assert!(reply_failures(&gw).await.is_empty());
+    assert_connection_lifecycle(&gw, &id, "Subscribe:forbidden").await;
 }
 
 // ---------------------------------------------------------------------------
