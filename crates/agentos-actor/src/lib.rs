@@ -8,7 +8,8 @@
 //! Layout: [`ffi`] holds the ten exports; [`host`] wraps the host vtable;
 //! [`actor`] runs the event loop and the ordered worker; [`vm`] owns the VM
 //! lifecycle; [`contract`] is the action table, [`args`] decodes arguments
-//! against it and [`actions`] implements it; [`error`] shapes public errors.
+//! against it and [`actions`] implements it; [`error`] shapes public errors;
+//! [`fs`] is the durable root filesystem stored in the actor's SQLite.
 
 pub mod actions;
 pub mod actor;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod ffi;
+pub mod fs;
 pub mod host;
 mod logging;
 pub mod schema;

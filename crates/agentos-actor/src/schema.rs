@@ -7,15 +7,53 @@ use serde_json::json;
 use crate::host::HostCtx;
 
 /// (version, SQL) in ascending order. Never edit a shipped entry: add one.
-pub static MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE agentos_actor_meta (
+pub static MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE agentos_actor_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) STRICT;
     INSERT INTO agentos_actor_meta (key, value)
         VALUES ('created_at_ms', CAST(CAST(unixepoch('subsec') * 1000 AS INTEGER) AS TEXT));",
-)];
+    ),
+    // The durable root filesystem (`crate::fs`): inodes, directory entries
+    // and file content in chunks of `fs_chunk_size` bytes; inode 1 is `/`.
+    (
+        2,
+        "CREATE TABLE fs_inodes (
+        ino INTEGER PRIMARY KEY,
+        kind INTEGER NOT NULL,
+        mode INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        gid INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        nlink INTEGER NOT NULL,
+        atime_ns INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        birthtime_ns INTEGER NOT NULL,
+        target BLOB
+    ) STRICT;
+    CREATE TABLE fs_dirents (
+        parent INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        ino INTEGER NOT NULL,
+        PRIMARY KEY (parent, name)
+    ) WITHOUT ROWID, STRICT;
+    CREATE INDEX fs_dirents_ino ON fs_dirents (ino);
+    CREATE TABLE fs_chunks (
+        ino INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (ino, idx)
+    ) WITHOUT ROWID, STRICT;
+    INSERT INTO fs_inodes (ino, kind, mode, uid, gid, size, nlink, atime_ns, mtime_ns, ctime_ns, birthtime_ns, target)
+        SELECT 1, 2, 16877, 0, 0, 0, 2, now, now, now, now, NULL
+        FROM (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) * 1000000 AS now);
+    INSERT INTO agentos_actor_meta (key, value) VALUES ('fs_chunk_size', '16384');",
+    ),
+];
 
 /// Brings the schema to the latest version. Returns the version reached.
 pub async fn migrate(host: &HostCtx) -> Result<i64> {
