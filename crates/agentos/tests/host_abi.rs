@@ -465,13 +465,7 @@ async fn websocket_connection_lifecycle() {
     let (key, gw) = new_actor("hostabi-conn").await;
     let params = json!({"tag": uuid::Uuid::new_v4().to_string()});
     let handle = handle_with_params(&key, params.clone());
-    let conn = handle.connect();
-    let closes = Arc::new(AtomicUsize::new(0));
-    let counter = closes.clone();
-    conn.on_close(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .await;
+    let (conn, closes) = connect_counting_closes(&handle).await;
     let mut direct = subscribe(&conn, "direct").await;
     let mut news = subscribe(&conn, "news").await;
 
@@ -508,6 +502,20 @@ async fn websocket_connection_lifecycle() {
     let conns = call(&gw, "conns", vec![]).await;
     assert!(!conns.as_array().unwrap().iter().any(|c| c["id"] == json!(id)), "{id} still listed: {conns}");
     conn.disconnect().await;
+}
+
+/// Connects and counts how often the client sees its socket close.
+async fn connect_counting_closes(
+    handle: &rivetkit_client::handle::ActorHandle,
+) -> (rivetkit_client::connection::ActorConnection, Arc<AtomicUsize>) {
+    let conn = handle.connect();
+    let closes = Arc::new(AtomicUsize::new(0));
+    let counter = closes.clone();
+    conn.on_close(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })
+    .await;
+    (conn, closes)
 }
 
 /// Waits for the connection's `ConnClosed`, then checks the plugin saw its
@@ -738,13 +746,7 @@ async fn subscribed_client_hears_destroy() {
     let (key, gw) = new_actor("hostabi-destroy").await;
     let id = actor_id(&gw).await;
     let handle = handle_with_params(&key, json!({"role": "listener"}));
-    let conn = handle.connect();
-    let closes = Arc::new(AtomicUsize::new(0));
-    let counter = closes.clone();
-    conn.on_close(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
-    })
-    .await;
+    let (conn, closes) = connect_counting_closes(&handle).await;
     let mut lifecycle = subscribe(&conn, "lifecycle").await;
     wait_subscribed(&gw, "lifecycle").await;
 
