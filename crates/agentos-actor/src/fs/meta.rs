@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::error::Errno;
-use super::path::{FsPath, parse_target};
+use super::path::{FsPath, check_new_name, parse_target};
 use super::sql::{Row, SqlExec, col_bytes, col_i64, col_text};
 
 pub type Ino = i64;
@@ -309,6 +309,22 @@ impl Meta {
     /// Resolves a path. Intermediate symlinks are always followed; the final
     /// one only with `follow_last` (or a trailing slash). `..` goes to the
     /// parent of the directory reached so far.
+    /// Where a new entry named by `path` goes: `(parent, name)` when the
+    /// last component does not exist yet (`EEXIST` when it does). A trailing
+    /// slash is only allowed for a new directory (`ENOTDIR` otherwise), and
+    /// the name must be a valid new name.
+    pub fn resolve_new(&self, path: &FsPath, is_dir: bool) -> Result<(Ino, String), Errno> {
+        let (parent, name) = match self.resolve(path, false)? {
+            Resolved::Found { .. } => return Err(Errno::EEXIST),
+            Resolved::Missing { parent, name } => (parent, name),
+        };
+        if path.trailing_slash && !is_dir {
+            return Err(Errno::ENOTDIR);
+        }
+        check_new_name(&name)?;
+        Ok((parent, name))
+    }
+
     pub fn resolve(&self, path: &FsPath, follow_last: bool) -> Result<Resolved, Errno> {
         let mut pending: VecDeque<String> = path.comps.iter().cloned().collect();
         let mut must_be_dir = path.trailing_slash;

@@ -171,11 +171,7 @@ impl<S: SqlExec> Fs<S> {
         let mut state = self.state().await?;
         let parsed = parse_at("mkdir", path)?;
         if !recursive {
-            let (parent, name) = match state.meta.resolve(&parsed, false).map_err(|e| e.at("mkdir", path))? {
-                Resolved::Found { .. } => return Err(Errno::EEXIST.at("mkdir", path)),
-                Resolved::Missing { parent, name } => (parent, name),
-            };
-            check_new_name(&name).map_err(|e| e.at("mkdir", path))?;
+            let (parent, name) = state.meta.resolve_new(&parsed, true).map_err(|e| e.at("mkdir", path))?;
             let ino = Self::alloc_ino(&mut state);
             let mut txn = Txn::new(&state.meta, now_ns());
             let dir = Inode::new(ino, Kind::Dir, permissions, txn.now);
@@ -250,14 +246,7 @@ impl<S: SqlExec> Fs<S> {
         }
         let mut state = self.state().await?;
         let parsed = parse(link_path).map_err(err)?;
-        let (parent, name) = match state.meta.resolve(&parsed, false).map_err(err)? {
-            Resolved::Found { .. } => return Err(err(Errno::EEXIST)),
-            Resolved::Missing { parent, name } => (parent, name),
-        };
-        if parsed.trailing_slash {
-            return Err(err(Errno::ENOTDIR));
-        }
-        check_new_name(&name).map_err(err)?;
+        let (parent, name) = state.meta.resolve_new(&parsed, false).map_err(err)?;
         let ino = Self::alloc_ino(&mut state);
         let mut txn = Txn::new(&state.meta, now_ns());
         let mut link = Inode::new(ino, Kind::Symlink, 0o777, txn.now);
@@ -282,14 +271,7 @@ impl<S: SqlExec> Fs<S> {
             return Err(err(Errno::EPERM));
         }
         let new = parse(new_path).map_err(err)?;
-        let (parent, name) = match state.meta.resolve(&new, false).map_err(err)? {
-            Resolved::Found { .. } => return Err(err(Errno::EEXIST)),
-            Resolved::Missing { parent, name } => (parent, name),
-        };
-        if new.trailing_slash {
-            return Err(err(Errno::ENOTDIR));
-        }
-        check_new_name(&name).map_err(err)?;
+        let (parent, name) = state.meta.resolve_new(&new, false).map_err(err)?;
         let mut txn = Txn::new(&state.meta, now_ns());
         let mut node = txn.add_nlink(ino, 1).map_err(err)?;
         node.ctime_ns = txn.now;
