@@ -75,14 +75,12 @@ pub async fn migrate(host: &HostCtx) -> Result<i64> {
     }
     let pending: Vec<&(i64, &str)> = MIGRATIONS.iter().filter(|(v, _)| *v > current).collect();
     for (version, sql) in pending {
-        let batch = format!(
-            "BEGIN IMMEDIATE;\n{sql}\nDELETE FROM agentos_schema_version;\nINSERT INTO agentos_schema_version (version) VALUES ({version});\nCOMMIT;"
+        let body = format!(
+            "{sql}\nDELETE FROM agentos_schema_version;\nINSERT INTO agentos_schema_version (version) VALUES ({version});"
         );
-        if let Err(error) = host.db_exec(&batch).await {
-            // Leave no half-applied migration behind.
-            let _ = host.db_exec("ROLLBACK;").await;
-            return Err(error.context(format!("apply schema migration {version}")));
-        }
+        crate::fs::transaction(host, &body)
+            .await
+            .with_context(|| format!("apply schema migration {version}"))?;
         current = *version;
     }
     Ok(current)

@@ -47,7 +47,7 @@ pub use check::{Problem, Report, check};
 pub use error::{Errno, FsError};
 pub use meta::{Ino, Inode, Kind, ROOT};
 pub use ops::{MAX_FILE_SIZE, MAX_READ};
-pub use sql::{Row, SqlExec};
+pub use sql::{Row, SqlExec, transaction};
 pub use wire::{OPERATIONS, Op, handle, js_bridge_callback};
 
 use meta::{Changes, Meta};
@@ -187,12 +187,7 @@ impl<S: SqlExec> Fs<S> {
 
     /// Runs one transaction without cache changes.
     async fn exec_tx(&self, state: &mut State, what: &str, body: &str) -> Result<(), FsError> {
-        let mut batch = String::with_capacity(body.len() + 32);
-        batch.push_str("BEGIN IMMEDIATE;\n");
-        batch.push_str(body);
-        batch.push_str("COMMIT;\n");
-        if let Err(error) = self.sql.exec(&batch).await {
-            let _ = self.sql.exec("ROLLBACK;").await;
+        if let Err(error) = transaction(&self.sql, body).await {
             state.stale = true;
             return Err(FsError::storage(what, &error));
         }
@@ -209,13 +204,8 @@ async fn recover_staged<S: SqlExec>(sql: &S) -> Result<u64> {
     if count == 0 {
         return Ok(0);
     }
-    let batch = "BEGIN IMMEDIATE;\n\
-        DELETE FROM fs_chunks WHERE ino IN (SELECT ino FROM fs_inodes WHERE nlink = 0);\n\
-        DELETE FROM fs_inodes WHERE nlink = 0;\n\
-        COMMIT;\n";
-    if let Err(error) = sql.exec(batch).await {
-        let _ = sql.exec("ROLLBACK;").await;
-        return Err(error.context("remove staged inodes"));
-    }
+    let body = "DELETE FROM fs_chunks WHERE ino IN (SELECT ino FROM fs_inodes WHERE nlink = 0);\n\
+        DELETE FROM fs_inodes WHERE nlink = 0;\n";
+    transaction(sql, body).await.context("remove staged inodes")?;
     Ok(count)
 }

@@ -402,13 +402,11 @@ impl<S: SqlExec> Fs<S> {
     /// Best-effort removal of a staged inode after a failure (`recover`
     /// catches it otherwise).
     async fn discard_staged(&self, staged: Ino) {
-        let batch = format!(
-            "BEGIN IMMEDIATE;\nDELETE FROM fs_chunks WHERE ino = {staged};\n\
-             DELETE FROM fs_inodes WHERE ino = {staged} AND nlink = 0;\nCOMMIT;\n"
+        let body = format!(
+            "DELETE FROM fs_chunks WHERE ino = {staged};\n\
+             DELETE FROM fs_inodes WHERE ino = {staged} AND nlink = 0;\n"
         );
-        if self.sql.exec(&batch).await.is_err() {
-            let _ = self.sql.exec("ROLLBACK;").await;
-        }
+        let _ = super::transaction(&self.sql, &body).await;
     }
 
     /// Writes `data` at `offset` of an existing file, extending it (with a

@@ -54,6 +54,24 @@ impl<T: SqlExec> SqlExec for Arc<T> {
     }
 }
 
+/// Runs `body` (SQL statements) as one `BEGIN IMMEDIATE; ...; COMMIT;`
+/// batch. If the batch fails, the transaction is rolled back so no half of
+/// it stays applied or open.
+pub async fn transaction<S: SqlExec>(sql: &S, body: &str) -> Result<()> {
+    let mut batch = String::with_capacity(body.len() + 40);
+    batch.push_str("BEGIN IMMEDIATE;\n");
+    batch.push_str(body);
+    if !body.ends_with('\n') {
+        batch.push('\n');
+    }
+    batch.push_str("COMMIT;\n");
+    if let Err(error) = sql.exec(&batch).await {
+        let _ = sql.exec("ROLLBACK;").await;
+        return Err(error);
+    }
+    Ok(())
+}
+
 const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Appends `X'..'`, the SQL BLOB literal of `bytes`.
