@@ -184,14 +184,11 @@ async fn run_action(
     // A panic in one handler must fail that call, not the actor.
     match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(ActorError::internal(format!("action `{}` panicked: {what}", spec.name)))
-        }
+        Err(panic) => Err(ActorError::internal(format!(
+            "action `{}` panicked: {}",
+            spec.name,
+            crate::ffi::panic_text(&*panic)
+        ))),
     }
 }
 
