@@ -69,15 +69,9 @@ struct EngineReaper(u32);
 impl Drop for EngineReaper {
     fn drop(&mut self) {
         if pid_alive(self.0) {
-            // SAFETY: signalling the engine pid this test observed being started.
-            unsafe { libc_kill(self.0 as i32, 9) };
+            testkit::kill_pid(self.0);
         }
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, signal: i32) -> i32;
 }
 
 #[tokio::test]

@@ -254,6 +254,13 @@ pub fn free_port_base() -> u16 {
     panic!("no three consecutive free ports on 127.0.0.1");
 }
 
+/// Sends SIGKILL to `pid` (a process the test knows it started).
+pub fn kill_pid(pid: u32) {
+    // SAFETY: sending a signal has no memory effects; callers pass pids of
+    // processes they started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
 /// Whether a process with this pid still exists (and is not a zombie we own).
 pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission.
