@@ -3,6 +3,7 @@
 export type DirEntry = { name: string; isDirectory: boolean; isSymbolicLink: boolean };
 export type VirtualStat = { mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number };
 export type ExecResult = { exitCode: number; stdout: string; stderr: string };
+export type FsCheckReport = { clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] };
 
 export interface AgentOsActions {
   /** Read a whole file. */
@@ -23,6 +24,8 @@ export interface AgentOsActions {
   move(from: string, to: string): Promise<null>;
   /** Remove a file, or a directory (a non-empty one only with `recursive: true`). */
   deleteFile(path: string, options?: { recursive?: boolean }): Promise<null>;
+  /** Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`. */
+  checkRootFilesystem(): Promise<FsCheckReport>;
   /** Run a command line (shell syntax allowed) to completion and return its output. */
   exec(command: string, options?: { env?: Record<string, string>; cwd?: string }): Promise<ExecResult>;
 }

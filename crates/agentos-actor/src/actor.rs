@@ -179,8 +179,8 @@ async fn run_action(
     spec: &'static ActionSpec,
     args: Args,
 ) -> Result<Vec<u8>, ActorError> {
-    let vm = vm.ensure(settings, host).await?;
-    let call = Call { vm, host: host.clone(), args };
+    let booted = vm.ensure(settings, host).await?;
+    let call = Call { vm: booted.vm, root: booted.root, host: host.clone(), args };
     // A panic in one handler must fail that call, not the actor.
     match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
         Ok(result) => result,

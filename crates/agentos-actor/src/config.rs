@@ -22,6 +22,22 @@ pub struct ActorConfig {
     pub additional_instructions: Option<String>,
     /// Which sidecar process hosts the VMs.
     pub sidecar: Option<SidecarConfig>,
+    /// Where the VM's root filesystem lives (default: durable, in actor SQLite).
+    #[serde(default)]
+    pub root_filesystem: RootFilesystem,
+}
+
+/// Where the VM's root filesystem lives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RootFilesystem {
+    /// In the actor's SQLite through the host ABI: survives sleep, restarts
+    /// and crashes.
+    #[default]
+    Durable,
+    /// The sidecar's in-memory overlay: lost when the VM stops. For
+    /// throwaway actors and as the benchmark baseline.
+    Ephemeral,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -67,6 +83,11 @@ mod tests {
         assert_eq!(c.packages[0].package_path, "/p/a.aospkg");
         assert_eq!(c.loopback_exempt_ports, vec![8080]);
         assert_eq!(c.sidecar.unwrap().pool.as_deref(), Some("x"));
+        assert_eq!(c.root_filesystem, RootFilesystem::Durable);
+        let c = ActorConfig::parse(r#"{"rootFilesystem":"ephemeral"}"#).unwrap();
+        assert_eq!(c.root_filesystem, RootFilesystem::Ephemeral);
+        let e = ActorConfig::parse(r#"{"rootFilesystem":"disk"}"#).unwrap_err();
+        assert!(e.contains("unknown variant `disk`"), "{e}");
     }
 
     #[test]

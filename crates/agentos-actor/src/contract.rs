@@ -13,6 +13,9 @@ use crate::host::HostCtx;
 /// Everything a handler gets: the live VM, the host, its decoded arguments.
 pub struct Call {
     pub vm: agentos_client::AgentOs,
+    /// The durable root filesystem (absent when the config chose an
+    /// ephemeral root).
+    pub root: Option<std::sync::Arc<crate::fs::Fs<HostCtx>>>,
     pub host: HostCtx,
     pub args: Args,
 }
@@ -125,6 +128,13 @@ pub static ACTIONS: &[ActionSpec] = &[
         handler: fs::delete_file,
     },
     ActionSpec {
+        name: "checkRootFilesystem",
+        summary: "Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`.",
+        params: &[],
+        returns: "FsCheckReport",
+        handler: fs::check_root,
+    },
+    ActionSpec {
         name: "exec",
         summary: "Run a command line (shell syntax allowed) to completion and return its output.",
         params: &[
@@ -153,6 +163,7 @@ pub static TS_TYPES: &[(&str, &str)] = &[
         "{ mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number }",
     ),
     ("ExecResult", "{ exitCode: number; stdout: string; stderr: string }"),
+    ("FsCheckReport", "{ clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] }"),
 ];
 
 /// Looks up an action by its exact name.

@@ -133,17 +133,36 @@ impl std::error::Error for ActorError {}
 /// The errno of a kernel failure: the sidecar puts it either in the code or
 /// at the head of the message (`ENOENT: no such file: /x`). Anything else is
 /// not an errno, so clients keep a stable vocabulary.
+///
+/// The sidecar (0.2.21) passes only ENOENT, EEXIST and EACCES from the
+/// durable root through; any other errno reaches us as
+/// `EIO: ENOTEMPTY: directory not empty, ...`. The inner errno is the exact
+/// one, so clients get it.
 fn errno_of<'a>(code: &'a str, message: &'a str) -> Option<&'a str> {
     let is_errno = |word: &str| {
         word.len() > 1
             && word.starts_with('E')
             && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     };
-    if is_errno(code) {
-        return Some(code);
+    let head_of = |text: &'a str| text.split([':', ' ']).next().unwrap_or_default();
+    let outer = if is_errno(code) {
+        code
+    } else {
+        let head = head_of(message);
+        if !is_errno(head) {
+            return None;
+        }
+        head
+    };
+    if outer == "EIO" {
+        let rest = message.strip_prefix("EIO: ").unwrap_or(message);
+        let rest = rest.strip_prefix("EIO: ").unwrap_or(rest);
+        let inner = head_of(rest);
+        if is_errno(inner) && rest[inner.len()..].starts_with(':') {
+            return Some(inner);
+        }
     }
-    let head = message.split([':', ' ']).next().unwrap_or_default();
-    is_errno(head).then_some(head)
+    Some(outer)
 }
 
 #[cfg(test)]
@@ -171,6 +190,19 @@ mod tests {
         let mapped = ActorError::from_vm_path(err, "/missing.txt");
         assert_eq!(mapped.code, "ENOENT");
         assert_eq!(mapped.message, "ENOENT: no such file: /missing.txt");
+    }
+
+    #[test]
+    fn errno_wrapped_in_eio_by_the_sidecar_is_unwrapped() {
+        for (code, message) in [
+            ("EIO", "ENOTEMPTY: directory not empty, rmdir '/t'"),
+            ("kernel_error", "EIO: ENOTEMPTY: directory not empty, rmdir '/t'"),
+        ] {
+            let err = anyhow::Error::new(ClientError::Kernel { code: code.into(), message: message.into() });
+            assert_eq!(ActorError::from_vm(err).code, "ENOTEMPTY", "{code} / {message}");
+        }
+        let plain = anyhow::Error::new(ClientError::Kernel { code: "EIO".into(), message: "EIO: disk on fire".into() });
+        assert_eq!(ActorError::from_vm(plain).code, "EIO");
     }
 
     #[test]

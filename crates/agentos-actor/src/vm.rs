@@ -3,13 +3,19 @@
 
 use std::sync::Arc;
 
-use agentos_client::{AgentOs, AgentOsConfig, AgentOsSidecarConfig, PackageRef};
+use agentos_client::{
+    AgentOs, AgentOsConfig, AgentOsSidecarConfig, MountPlugin, PackageRef, RootFilesystemConfig, RootFilesystemKind,
+};
 use parking_lot_like::Slot;
 use serde::Serialize;
 
-use crate::config::ActorConfig;
+use crate::config::{ActorConfig, RootFilesystem};
 use crate::error::{ActorError, code};
+use crate::fs::{Fs, FsOptions, js_bridge_callback};
 use crate::host::HostCtx;
+
+/// The sidecar's mount plugin that forwards every root operation to us.
+const JS_BRIDGE_PLUGIN: &str = "js_bridge";
 
 /// What the factory knows about every VM it boots.
 pub struct VmSettings {
@@ -21,14 +27,31 @@ pub struct VmSettings {
 }
 
 impl VmSettings {
-    fn client_config(&self) -> AgentOsConfig {
+    /// The client config of a VM whose durable root (if any) is `root`.
+    fn client_config(&self, root: Option<Arc<Fs<HostCtx>>>) -> AgentOsConfig {
         let config = &self.config;
         let pool = config
             .sidecar
             .as_ref()
             .and_then(|s| s.pool.clone())
             .unwrap_or_else(|| self.default_pool.clone());
+        let (root_filesystem, sidecar_js_bridge_callback) = match root {
+            Some(fs) => (
+                RootFilesystemConfig {
+                    kind: RootFilesystemKind::Native,
+                    native_plugin: Some(MountPlugin {
+                        id: JS_BRIDGE_PLUGIN.to_string(),
+                        config: Some(serde_json::json!({ "mountId": "agentos-root" })),
+                    }),
+                    ..RootFilesystemConfig::default()
+                },
+                Some(js_bridge_callback(fs)),
+            ),
+            None => (RootFilesystemConfig::default(), None),
+        };
         AgentOsConfig {
+            root_filesystem,
+            sidecar_js_bridge_callback,
             packages: config.packages.iter().map(|p| PackageRef { path: p.package_path.clone() }).collect(),
             packages_mount_at: config.packages_mount_at.clone(),
             loopback_exempt_ports: config.loopback_exempt_ports.clone(),
@@ -53,12 +76,19 @@ pub enum ShutdownReason {
     Deadline,
 }
 
+/// A running VM and, when the root is durable, the filesystem serving it.
+#[derive(Clone)]
+pub struct Booted {
+    pub vm: AgentOs,
+    pub root: Option<Arc<Fs<HostCtx>>>,
+}
+
 /// The VM slot of one actor instance. Shared between the worker (which boots
 /// and uses the VM) and the instance handle (which can force a shutdown when
 /// the host's grace deadline passes).
 #[derive(Clone)]
 pub struct VmSlot {
-    inner: Arc<Slot<AgentOs>>,
+    inner: Arc<Slot<Booted>>,
     /// Serializes teardowns: a caller that finds the VM already taken still
     /// returns only once the teardown in flight has finished, so the actor's
     /// `done` never fires while a forced (grace-deadline) teardown runs.
@@ -73,24 +103,31 @@ impl Default for VmSlot {
 
 impl VmSlot {
     /// The running VM, booting it first if there is none.
-    pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<AgentOs, ActorError> {
-        if let Some(vm) = self.inner.get() {
-            return Ok(vm);
+    pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<Booted, ActorError> {
+        if let Some(booted) = self.inner.get() {
+            return Ok(booted);
         }
-        let vm = AgentOs::create(settings.client_config()).await.map_err(|e| {
+        let root = match settings.config.root_filesystem {
+            RootFilesystem::Durable => Some(Arc::new(Fs::open(host.clone(), FsOptions::default()).await.map_err(
+                |e| ActorError::new(code::VM_UNAVAILABLE, format!("durable root filesystem failed to open: {e:#}")),
+            )?)),
+            RootFilesystem::Ephemeral => None,
+        };
+        let vm = AgentOs::create(settings.client_config(root.clone())).await.map_err(|e| {
             ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
         })?;
-        self.inner.set(Some(vm.clone()));
+        let booted = Booted { vm, root };
+        self.inner.set(Some(booted.clone()));
         host.log(2, "agentOS VM booted");
         broadcast_event(host, "vmBooted", &serde_json::json!({}));
-        Ok(vm)
+        Ok(booted)
     }
 
     /// Shuts the VM down if one runs, and tells clients why.
     pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
         let _teardown = self.teardown.lock().await;
-        let Some(vm) = self.inner.take() else { return };
-        if let Err(e) = vm.shutdown().await {
+        let Some(booted) = self.inner.take() else { return };
+        if let Err(e) = booted.vm.shutdown().await {
             host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));
         }
         broadcast_event(host, "vmShutdown", &serde_json::json!({ "reason": reason }));

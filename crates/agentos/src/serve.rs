@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Also serve another ABI v13 plugin, as `NAME=PATH` (repeatable).
     #[arg(long = "extra-plugin", value_name = "NAME=PATH")]
     pub extra_plugins: Vec<String>,
+    /// Also serve the agentOS actor under another name with its own config
+    /// file, as `NAME=FILE` (repeatable); e.g. an ephemeral-root variant
+    /// beside the durable one for comparisons.
+    #[arg(long = "variant", value_name = "NAME=FILE")]
+    pub variants: Vec<String>,
     /// A host loopback port the guest VMs may reach (repeatable); all others
     /// are blocked.
     #[arg(long = "loopback-exempt-port", value_name = "PORT")]
@@ -76,12 +81,11 @@ fn default_plugin_path() -> Result<PathBuf> {
     Ok(path)
 }
 
-fn parse_extra(spec: &str) -> Result<(String, PathBuf)> {
-    let (name, path) = spec
-        .split_once('=')
-        .with_context(|| format!("--extra-plugin `{spec}` must be NAME=PATH"))?;
+/// Parses `NAME=PATH` given to `--{flag}`.
+fn parse_named_path(flag: &str, spec: &str) -> Result<(String, PathBuf)> {
+    let (name, path) = spec.split_once('=').with_context(|| format!("--{flag} `{spec}` must be NAME=PATH"))?;
     if name.is_empty() || path.is_empty() {
-        bail!("--extra-plugin `{spec}` must be NAME=PATH with both parts non-empty");
+        bail!("--{flag} `{spec}` must be NAME=PATH with both parts non-empty");
     }
     Ok((name.to_owned(), PathBuf::from(path)))
 }
@@ -120,7 +124,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => default_plugin_path()?,
     };
-    let extras = args.extra_plugins.iter().map(|s| parse_extra(s)).collect::<Result<Vec<_>>>()?;
+    let extras =
+        args.extra_plugins.iter().map(|s| parse_named_path("extra-plugin", s)).collect::<Result<Vec<_>>>()?;
+    let variants = args.variants.iter().map(|s| parse_named_path("variant", s)).collect::<Result<Vec<_>>>()?;
 
     let components: &[Component] = if args.engine_endpoint.is_some() {
         &[Component::Sidecar, Component::Commands]
@@ -133,17 +139,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     let limits = ActorLimits { sleep_timeout: Duration::from_secs(args.sleep_after_secs), ..ActorLimits::default() };
     let sidecar = provisioned.sidecar.clone().context("sidecar was not provisioned")?;
-    let mut actors = vec![PluginActor {
-        name: args.actor_name.clone(),
-        library: plugin_path,
-        config_json: agentos_config_json(
-            args.actor_config.as_ref(),
-            &provisioned.command_packages,
-            &args.loopback_exempt_ports,
-        )?,
-        sidecar_path: sidecar.to_string_lossy().into_owned(),
-        limits: limits.clone(),
-    }];
+    let agentos_actor = |name: &str, config: Option<&PathBuf>| -> Result<PluginActor> {
+        Ok(PluginActor {
+            name: name.to_owned(),
+            library: plugin_path.clone(),
+            config_json: agentos_config_json(config, &provisioned.command_packages, &args.loopback_exempt_ports)?,
+            sidecar_path: sidecar.to_string_lossy().into_owned(),
+            limits: limits.clone(),
+        })
+    };
+    let mut actors = vec![agentos_actor(&args.actor_name, args.actor_config.as_ref())?];
+    for (name, config) in &variants {
+        actors.push(agentos_actor(name, Some(config))?);
+    }
     for (name, library) in extras {
         actors.push(PluginActor { name, library, config_json: "{}".into(), sidecar_path: String::new(), limits: limits.clone() });
     }

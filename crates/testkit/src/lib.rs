@@ -1,10 +1,13 @@
 //! Test fixtures shared by the integration tests.
 //!
 //! `./scripts/test` provisions everything, starts ONE engine and ONE host
-//! (serving `agentOS` and the ABI test plugin `testPlugin`) and exports
-//! `AGENTOS_TEST_ENDPOINT`; tests reach them only on 127.0.0.1. A test that
-//! needs its own host (fault tests) starts it with [`ChildGuard`], which
-//! stops it by pid.
+//! (serving `agentOS`, its ephemeral-root variant `agentOSEphemeral` and the
+//! ABI test plugin `testPlugin`) and exports `AGENTOS_TEST_ENDPOINT`; tests
+//! reach them only on 127.0.0.1. A test that needs its own host (fault
+//! tests) starts it with [`OwnHost`], which stops it by pid.
+
+mod own_host;
+pub use own_host::{OwnHost, Reaper, children_named};
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};

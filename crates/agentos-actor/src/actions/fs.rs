@@ -137,3 +137,32 @@ pub fn delete_file(call: Call) -> Reply {
     }
     .boxed()
 }
+
+#[derive(Serialize)]
+struct CheckReply {
+    clean: bool,
+    inodes: usize,
+    entries: usize,
+    chunks: usize,
+    problems: Vec<String>,
+}
+
+pub fn check_root(call: Call) -> Reply {
+    async move {
+        let root = call.root.ok_or_else(|| {
+            ActorError::new(
+                crate::error::code::UNSUPPORTED,
+                "this actor's root filesystem is ephemeral (config `rootFilesystem`); there is nothing stored to check",
+            )
+        })?;
+        let report = root.check().await.map_err(|e| ActorError::internal(format!("check the durable root: {e:#}")))?;
+        reply(&CheckReply {
+            clean: report.is_clean(),
+            inodes: report.inodes,
+            entries: report.entries,
+            chunks: report.chunks,
+            problems: report.problems.iter().map(|p| format!("{p:?}")).collect(),
+        })
+    }
+    .boxed()
+}

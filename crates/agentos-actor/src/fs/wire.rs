@@ -114,7 +114,11 @@ pub async fn handle<S: SqlExec>(fs: &Fs<S>, operation: &str, args: &Value) -> Re
     let Some(op) = Op::from_name(operation) else {
         return Err(format!("ENOSYS: {operation} is not supported by the agentOS durable root"));
     };
-    dispatch(fs, op, args).await.map_err(|e| e.to_string())
+    let result = dispatch(fs, op, args).await.map_err(|e| e.to_string());
+    // Paths only: content can be megabytes.
+    let path = args.get("path").or_else(|| args.get("oldPath")).or_else(|| args.get("linkPath"));
+    tracing::trace!(target: "agentos_actor::root", operation, ?path, error = ?result.as_ref().err());
+    result
 }
 
 /// The sidecar callback serving every `js_bridge` call from `fs`.
