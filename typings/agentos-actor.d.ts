@@ -33,6 +33,6 @@ export interface AgentOsActions {
 export interface AgentOsEvents {
   /** The actor's VM finished booting. */
   vmBooted: (payload: {}) => void;
-  /** The actor's VM stopped. */
-  vmShutdown: (payload: { reason: "sleep" | "destroy" | "stopped" | "deadline" }) => void;
+  /** The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root). */
+  vmShutdown: (payload: { reason: "sleep" | "destroy" | "stopped" | "deadline" | "crashed" }) => void;
 }

@@ -174,21 +174,33 @@ async fn worker(
 
 async fn run_action(
     host: &HostCtx,
-    settings: &VmSettings,
+    settings: &Arc<VmSettings>,
     vm: &VmSlot,
     spec: &'static ActionSpec,
     args: Args,
 ) -> Result<Vec<u8>, ActorError> {
-    let booted = vm.ensure(settings, host).await?;
-    let call = Call { vm: booted.vm, root: booted.root, host: host.clone(), args };
+    let call = Call { slot: vm.clone(), settings: settings.clone(), host: host.clone(), args };
     // A panic in one handler must fail that call, not the actor.
-    match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
+    let result = match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
         Ok(result) => result,
         Err(panic) => Err(ActorError::internal(format!(
             "action `{}` panicked: {}",
             spec.name,
             crate::ffi::panic_text(&*panic)
         ))),
+    };
+    match result {
+        Err(error) if crate::vm::sidecar_lost(&error.message) => {
+            vm.discard_lost(host).await;
+            Err(ActorError::new(
+                code::VM_UNAVAILABLE,
+                format!(
+                    "the VM's sidecar process exited during `{}` ({}); the next action boots a new VM on the same durable root",
+                    spec.name, error.message
+                ),
+            ))
+        }
+        other => other,
     }
 }
 

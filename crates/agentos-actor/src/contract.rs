@@ -10,14 +10,26 @@ use crate::args::{ArgType, Args, Field, opt, req};
 use crate::error::ActorError;
 use crate::host::HostCtx;
 
-/// Everything a handler gets: the live VM, the host, its decoded arguments.
+/// Everything a handler gets: the actor's VM slot (the VM boots on first
+/// use), the host, its decoded arguments.
 pub struct Call {
-    pub vm: agentos_client::AgentOs,
-    /// The durable root filesystem (absent when the config chose an
-    /// ephemeral root).
-    pub root: Option<std::sync::Arc<crate::fs::Fs<HostCtx>>>,
+    pub slot: crate::vm::VmSlot,
+    pub settings: std::sync::Arc<crate::vm::VmSettings>,
     pub host: HostCtx,
     pub args: Args,
+}
+
+impl Call {
+    /// The running VM, booted now if needed.
+    pub async fn vm(&self) -> Result<agentos_client::AgentOs, ActorError> {
+        self.slot.ensure(&self.settings, &self.host).await
+    }
+
+    /// The durable root filesystem; None when the config chose an
+    /// ephemeral root.
+    pub async fn root(&self) -> Result<Option<std::sync::Arc<crate::fs::Fs<HostCtx>>>, ActorError> {
+        self.slot.root(&self.settings, &self.host).await
+    }
 }
 
 /// A handler returns the CBOR reply bytes (JSON-compat encoded).
@@ -150,8 +162,8 @@ pub static EVENTS: &[EventSpec] = &[
     EventSpec { name: "vmBooted", summary: "The actor's VM finished booting.", payload: "{}" },
     EventSpec {
         name: "vmShutdown",
-        summary: "The actor's VM stopped.",
-        payload: "{ reason: \"sleep\" | \"destroy\" | \"stopped\" | \"deadline\" }",
+        summary: "The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root).",
+        payload: "{ reason: \"sleep\" | \"destroy\" | \"stopped\" | \"deadline\" | \"crashed\" }",
     },
 ];
 

@@ -30,11 +30,7 @@ impl VmSettings {
     /// The client config of a VM whose durable root (if any) is `root`.
     fn client_config(&self, root: Option<Arc<Fs<HostCtx>>>) -> AgentOsConfig {
         let config = &self.config;
-        let pool = config
-            .sidecar
-            .as_ref()
-            .and_then(|s| s.pool.clone())
-            .unwrap_or_else(|| self.default_pool.clone());
+        let pool = self.pool();
         let (root_filesystem, sidecar_js_bridge_callback) = match root {
             Some(fs) => (
                 RootFilesystemConfig {
@@ -64,6 +60,24 @@ impl VmSettings {
     }
 }
 
+impl VmSettings {
+    /// The shared sidecar pool VMs are created in.
+    fn pool(&self) -> String {
+        self.config.sidecar.as_ref().and_then(|s| s.pool.clone()).unwrap_or_else(|| self.default_pool.clone())
+    }
+
+    fn sidecar_binary(&self) -> Option<String> {
+        (!self.sidecar_path.is_empty()).then(|| self.sidecar_path.clone())
+    }
+}
+
+/// Whether a VM failure means the sidecar process hosting it is gone
+/// (crashed or killed): agentos-client reports the lost stdio transport
+/// only in the error text.
+pub fn sidecar_lost(message: &str) -> bool {
+    message.contains("sidecar transport disconnected") || message.contains("sidecar transport closed")
+}
+
 /// Why a VM stopped; sent to clients in `vmShutdown`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -74,13 +88,9 @@ pub enum ShutdownReason {
     Stopped,
     /// The host's grace deadline passed; the VM was torn down by force.
     Deadline,
-}
-
-/// A running VM and, when the root is durable, the filesystem serving it.
-#[derive(Clone)]
-pub struct Booted {
-    pub vm: AgentOs,
-    pub root: Option<Arc<Fs<HostCtx>>>,
+    /// The sidecar process hosting the VM died; the next action boots a
+    /// new VM on the same durable root.
+    Crashed,
 }
 
 /// The VM slot of one actor instance. Shared between the worker (which boots
@@ -88,7 +98,10 @@ pub struct Booted {
 /// the host's grace deadline passes).
 #[derive(Clone)]
 pub struct VmSlot {
-    inner: Arc<Slot<Booted>>,
+    inner: Arc<Slot<AgentOs>>,
+    /// The durable root, opened on first use (by an action or a VM boot) and
+    /// kept for the instance's life: actions read and write it without a VM.
+    root: Arc<tokio::sync::OnceCell<Arc<Fs<HostCtx>>>>,
     /// Serializes teardowns: a caller that finds the VM already taken still
     /// returns only once the teardown in flight has finished, so the actor's
     /// `done` never fires while a forced (grace-deadline) teardown runs.
@@ -97,40 +110,77 @@ pub struct VmSlot {
 
 impl Default for VmSlot {
     fn default() -> Self {
-        Self { inner: Arc::new(Slot::default()), teardown: Arc::new(tokio::sync::Mutex::new(())) }
+        Self {
+            inner: Arc::new(Slot::default()),
+            root: Arc::new(tokio::sync::OnceCell::new()),
+            teardown: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 }
 
 impl VmSlot {
-    /// The running VM, booting it first if there is none.
-    pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<Booted, ActorError> {
-        if let Some(booted) = self.inner.get() {
-            return Ok(booted);
+    /// The durable root filesystem (None when the config chose an ephemeral
+    /// root), opened on first use.
+    pub async fn root(&self, settings: &VmSettings, host: &HostCtx) -> Result<Option<Arc<Fs<HostCtx>>>, ActorError> {
+        if settings.config.root_filesystem == RootFilesystem::Ephemeral {
+            return Ok(None);
         }
-        let root = match settings.config.root_filesystem {
-            RootFilesystem::Durable => Some(Arc::new(Fs::open(host.clone(), FsOptions::default()).await.map_err(
-                |e| ActorError::new(code::VM_UNAVAILABLE, format!("durable root filesystem failed to open: {e:#}")),
-            )?)),
-            RootFilesystem::Ephemeral => None,
+        let fs = self
+            .root
+            .get_or_try_init(|| async {
+                Fs::open(host.clone(), FsOptions::default()).await.map(Arc::new).map_err(|e| {
+                    ActorError::new(code::VM_UNAVAILABLE, format!("durable root filesystem failed to open: {e:#}"))
+                })
+            })
+            .await?;
+        Ok(Some(fs.clone()))
+    }
+
+    /// The running VM, booting it first if there is none.
+    pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<AgentOs, ActorError> {
+        if let Some(vm) = self.inner.get() {
+            return Ok(vm);
+        }
+        let root = self.root(settings, host).await?;
+        let vm = match AgentOs::create(settings.client_config(root.clone())).await {
+            Ok(vm) => vm,
+            // The pool's cached sidecar died (another actor's VM may have
+            // noticed first, or nobody has): drop it and start a new one.
+            Err(e) if sidecar_lost(&e.to_string()) => {
+                host.log(3, &format!("agentOS sidecar lost ({e}); starting a new one"));
+                if let Ok(sidecar) = AgentOs::get_shared_sidecar(Some(settings.pool()), settings.sidecar_binary()).await {
+                    let _ = sidecar.dispose().await;
+                }
+                AgentOs::create(settings.client_config(root)).await.map_err(|e| {
+                    ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
+                })?
+            }
+            Err(e) => return Err(ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))),
         };
-        let vm = AgentOs::create(settings.client_config(root.clone())).await.map_err(|e| {
-            ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
-        })?;
-        let booted = Booted { vm, root };
-        self.inner.set(Some(booted.clone()));
+        self.inner.set(Some(vm.clone()));
         host.log(2, "agentOS VM booted");
         broadcast_event(host, "vmBooted", &serde_json::json!({}));
-        Ok(booted)
+        Ok(vm)
     }
 
     /// Shuts the VM down if one runs, and tells clients why.
     pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
         let _teardown = self.teardown.lock().await;
-        let Some(booted) = self.inner.take() else { return };
-        if let Err(e) = booted.vm.shutdown().await {
+        let Some(vm) = self.inner.take() else { return };
+        if let Err(e) = vm.shutdown().await {
             host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));
         }
         broadcast_event(host, "vmShutdown", &serde_json::json!({ "reason": reason }));
+    }
+
+    /// Forgets a VM whose sidecar died (nothing to shut down) and retires
+    /// that sidecar from its pool so the next boot starts a fresh one.
+    pub async fn discard_lost(&self, host: &HostCtx) {
+        let _teardown = self.teardown.lock().await;
+        let Some(vm) = self.inner.take() else { return };
+        let _ = vm.sidecar().dispose().await;
+        host.log(3, "agentOS VM lost with its sidecar process; the next action boots a new VM");
+        broadcast_event(host, "vmShutdown", &serde_json::json!({ "reason": ShutdownReason::Crashed }));
     }
 
     pub fn is_booted(&self) -> bool {

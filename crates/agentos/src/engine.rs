@@ -7,10 +7,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::process::{Child, Command};
 
-/// On a 2-core machine the engine's default load-shedding curve starves its
-/// workflow workers while anything else (cargo, the sidecar) uses the CPU, and
-/// actor creation times out. This curve keeps the workers at full capacity.
-const ENGINE_CONFIG: &str = r#"{"runtime":{"worker_load_shedding_curve":[[0,1000],[1000,999]]}}"#;
+/// - On a 2-core machine the engine's default load-shedding curve starves its
+///   workflow workers while anything else (cargo, the sidecar) uses the CPU,
+///   and actor creation times out. This curve keeps the workers at full
+///   capacity.
+/// - The message limits match the host's actor limits (32 MiB messages) plus
+///   encoding overhead, so a 16 MiB `writeFile`/`readFile` passes the
+///   gateway and the envoy tunnel.
+const ENGINE_CONFIG: &str = r#"{
+  "runtime": {"worker_load_shedding_curve": [[0, 1000], [1000, 999]]},
+  "pegboard": {"envoy_max_response_payload_size": 67108864, "gateway_http_max_request_body_size": 67108864},
+  "guard": {"http_max_request_body_size": 67108864, "websocket_max_message_size": 67108864, "websocket_max_frame_size": 67108864}
+}"#;
 
 /// The ports one local engine listens on, all on 127.0.0.1.
 #[derive(Debug, Clone, Copy)]

@@ -1,20 +1,154 @@
-//! Filesystem actions over the VM's kernel.
+//! Filesystem actions.
+//!
+//! On the durable root they are served straight from the actor's SQLite
+//! (`crate::fs`), the same store the VM's kernel uses through the sidecar's
+//! `js_bridge` root: no VM boot, no sidecar round trips, no protocol frame
+//! limit, and the reply is sent only after the transaction committed.
+//! Paths the kernel owns (`/proc`, `/dev`, `/sys`, the package projection)
+//! and every path on an ephemeral root go through the VM.
 
+use std::sync::Arc;
+
+use agentos_client::VirtualStat;
 use agentos_client::fs::{MkdirOptions, RemoveOptions};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use super::{reply, reply_null};
+use super::reply;
+use super::reply_null;
 use crate::contract::Call;
-use crate::error::ActorError;
+use crate::error::{ActorError, code};
+use crate::fs::{Fs, FsError, Inode, Owner};
+use crate::host::HostCtx;
 
 type Reply = BoxFuture<'static, Result<Vec<u8>, ActorError>>;
+type Root = Arc<Fs<HostCtx>>;
+
+/// Directories the kernel serves itself, never from the root filesystem.
+const KERNEL_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
+/// The VM's user (`agentos`, 1000:1000): what clients create belongs to it,
+/// so the agent and guest processes can change it.
+const VM_USER: Owner = Owner { uid: 1000, gid: 1000 };
+/// Where packages are projected when the config does not say.
+const DEFAULT_PACKAGES_MOUNT: &str = "/opt/agentos";
+
+/// Where one filesystem action is served.
+enum Route {
+    Direct(Root),
+    Vm(agentos_client::AgentOs),
+}
+
+/// Checks `path` as the VM path does (absolute and normalized; writes
+/// outside the read-only `/proc` and `/etc/agentos`), so both routes reject
+/// the same input with the same error.
+fn check_path(argument: &str, path: &str, writable: bool) -> Result<(), ActorError> {
+    let bad = |message: String| {
+        Err(ActorError::new(code::INVALID_ARGUMENT, format!("argument `{argument}`: {message}"))
+            .with_metadata(serde_json::json!({ "argument": argument, "path": path })))
+    };
+    if !path.starts_with('/') {
+        return bad(format!("path must be absolute: {path}"));
+    }
+    let normalized = path.len() == 1
+        || (!path.ends_with('/') && path[1..].split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+    if !normalized {
+        return bad(format!("path must be normalized (no empty, `.` or `..` components, no trailing `/`): {path}"));
+    }
+    if writable && ["/proc", "/etc/agentos"].iter().any(|dir| under(path, dir)) {
+        return Err(ActorError::new("EROFS", format!("read-only file system: {path}"))
+            .with_metadata(serde_json::json!({ "path": path })));
+    }
+    Ok(())
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl Call {
+    fn kernel_owned(&self, path: &str) -> bool {
+        let packages = self.settings.config.packages_mount_at.as_deref().unwrap_or(DEFAULT_PACKAGES_MOUNT);
+        KERNEL_DIRS.iter().any(|dir| under(path, dir)) || under(path, packages)
+    }
+
+    /// Chooses the route for an action on `paths` (already checked).
+    async fn route(&self, paths: &[&str]) -> Result<Route, ActorError> {
+        let Some(root) = self.root().await? else { return Ok(Route::Vm(self.vm().await?)) };
+        // A root the sidecar has never laid out (a new actor) gets its VM
+        // first, so `/workspace`, `/tmp` and the rest exist as in any VM.
+        if root.read_dir("/").await.map(|names| names.is_empty()).unwrap_or(true) {
+            self.vm().await?;
+        }
+        for path in paths {
+            if self.kernel_owned(path) || self.kernel_owned(&resolved_prefix(&root, path).await) {
+                return Ok(Route::Vm(self.vm().await?));
+            }
+        }
+        Ok(Route::Direct(root))
+    }
+}
+
+/// Where `path` really is: the real path of its deepest existing ancestor
+/// (or itself) with the rest appended, so a symlink into a kernel-owned
+/// directory is routed to the VM.
+async fn resolved_prefix(root: &Root, path: &str) -> String {
+    let mut prefix = path.to_owned();
+    let mut rest = String::new();
+    loop {
+        if let Ok(real) = root.realpath(&prefix).await {
+            return if real == "/" && !rest.is_empty() { rest } else { format!("{real}{rest}") };
+        }
+        match prefix.rfind('/') {
+            Some(0) | None => return path.to_owned(),
+            Some(at) => {
+                rest = format!("{}{rest}", &prefix[at..]);
+                prefix.truncate(at);
+            }
+        }
+    }
+}
+
+/// Maps a durable-root failure of an operation on `path`: the errno is the
+/// code, the path is in the message and metadata.
+fn fs_error(error: FsError, path: &str) -> ActorError {
+    let mut message = error.to_string();
+    if !message.contains(path) {
+        message = format!("{message}: {path}");
+    }
+    ActorError::new(error.errno.code(), message).with_field("path", path)
+}
+
+fn virtual_stat(node: &Inode) -> VirtualStat {
+    let ms = |ns: i64| ns as f64 / 1e6;
+    let size = if node.is_dir() { 4096 } else { node.size };
+    VirtualStat {
+        mode: node.mode,
+        size,
+        blocks: size.div_ceil(512),
+        dev: 0,
+        rdev: 0,
+        is_directory: node.is_dir(),
+        is_symbolic_link: node.is_symlink(),
+        atime_ms: ms(node.atime_ns),
+        mtime_ms: ms(node.mtime_ns),
+        ctime_ms: ms(node.ctime_ns),
+        birthtime_ms: ms(node.birthtime_ns),
+        ino: node.ino as u64,
+        nlink: u64::from(node.nlink),
+        uid: node.uid,
+        gid: node.gid,
+    }
+}
 
 pub fn read_file(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        let bytes = call.vm.read_file(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?;
+        check_path("path", &path, false)?;
+        let bytes = match call.route(&[&path]).await? {
+            Route::Direct(root) => root.read_file(&path).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm.read_file(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
+        };
         reply(&serde_bytes::ByteBuf::from(bytes))
     }
     .boxed()
@@ -23,11 +157,12 @@ pub fn read_file(call: Call) -> Reply {
 pub fn write_file(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
+        check_path("path", &path, true)?;
         let content = call.args.bytes(1)?;
-        call.vm
-            .write_file(&path, content)
-            .await
-            .map_err(|e| ActorError::from_vm_path(e, &path))?;
+        match call.route(&[&path]).await? {
+            Route::Direct(root) => root.write_file_as(&path, &content, None, VM_USER).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm.write_file(&path, content).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
+        }
         reply_null()
     }
     .boxed()
@@ -36,11 +171,15 @@ pub fn write_file(call: Call) -> Reply {
 pub fn mkdir(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
+        check_path("path", &path, true)?;
         let recursive = call.args.object(1)?.bool("recursive").unwrap_or(true);
-        call.vm
-            .mkdir(&path, MkdirOptions { recursive })
-            .await
-            .map_err(|e| ActorError::from_vm_path(e, &path))?;
+        match call.route(&[&path]).await? {
+            Route::Direct(root) => root.mkdir_as(&path, recursive, None, VM_USER).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm
+                .mkdir(&path, MkdirOptions { recursive })
+                .await
+                .map_err(|e| ActorError::from_vm_path(e, &path))?,
+        }
         reply_null()
     }
     .boxed()
@@ -49,7 +188,11 @@ pub fn mkdir(call: Call) -> Reply {
 pub fn readdir(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        let mut names = call.vm.readdir(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?;
+        check_path("path", &path, false)?;
+        let mut names = match call.route(&[&path]).await? {
+            Route::Direct(root) => root.read_dir(&path).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm.readdir(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
+        };
         names.retain(|n| n != "." && n != "..");
         reply(&names)
     }
@@ -67,28 +210,37 @@ struct DirEntry {
 pub fn readdir_entries(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        match call.vm.readdir_entries(&path).await {
-            Ok(entries) => {
-                let entries: Vec<DirEntry> = entries
-                    .into_iter()
-                    .filter(|e| e.name != "." && e.name != "..")
-                    .map(|e| DirEntry {
-                        name: e.name,
-                        is_directory: e.is_directory,
-                        is_symbolic_link: e.is_symbolic_link,
-                    })
-                    .collect();
+        check_path("path", &path, false)?;
+        let listed = match call.route(&[&path]).await? {
+            Route::Direct(root) => root
+                .read_dir_with_types(&path)
+                .await
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| DirEntry { name: e.name, is_directory: e.is_directory, is_symbolic_link: e.is_symbolic_link })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| fs_error(e, &path)),
+            Route::Vm(vm) => vm
+                .readdir_entries(&path)
+                .await
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| DirEntry { name: e.name, is_directory: e.is_directory, is_symbolic_link: e.is_symbolic_link })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| ActorError::from_vm_path(e, &path)),
+        };
+        match listed {
+            Ok(mut entries) => {
+                entries.retain(|e| e.name != "." && e.name != "..");
                 reply(&entries)
             }
-            Err(error) => {
-                // Upstream contract: a missing path or a non-directory is `null`.
-                let mapped = ActorError::from_vm_path(error, &path);
-                if mapped.code == "ENOENT" || mapped.code == "ENOTDIR" {
-                    reply(&Option::<()>::None)
-                } else {
-                    Err(mapped)
-                }
-            }
+            // Upstream contract: a missing path or a non-directory is `null`.
+            Err(error) if error.code == "ENOENT" || error.code == "ENOTDIR" => reply(&Option::<()>::None),
+            Err(error) => Err(error),
         }
     }
     .boxed()
@@ -97,7 +249,11 @@ pub fn readdir_entries(call: Call) -> Reply {
 pub fn stat(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        let stat = call.vm.stat(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?;
+        check_path("path", &path, false)?;
+        let stat = match call.route(&[&path]).await? {
+            Route::Direct(root) => virtual_stat(&root.stat(&path).await.map_err(|e| fs_error(e, &path))?),
+            Route::Vm(vm) => vm.stat(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
+        };
         reply(&stat)
     }
     .boxed()
@@ -106,7 +262,11 @@ pub fn stat(call: Call) -> Reply {
 pub fn exists(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        let exists = call.vm.exists(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?;
+        check_path("path", &path, false)?;
+        let exists = match call.route(&[&path]).await? {
+            Route::Direct(root) => root.exists(&path).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm.exists(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
+        };
         reply(&exists)
     }
     .boxed()
@@ -116,10 +276,15 @@ pub fn move_path(call: Call) -> Reply {
     async move {
         let from = call.args.str(0)?;
         let to = call.args.str(1)?;
-        call.vm
-            .move_path(&from, &to)
-            .await
-            .map_err(|e| ActorError::from_vm_path(e, &from).with_to(&to))?;
+        check_path("from", &from, true)?;
+        check_path("to", &to, true)?;
+        match call.route(&[&from, &to]).await? {
+            Route::Direct(root) => root.rename(&from, &to).await.map_err(|e| fs_error(e, &from).with_to(&to))?,
+            Route::Vm(vm) => vm
+                .move_path(&from, &to)
+                .await
+                .map_err(|e| ActorError::from_vm_path(e, &from).with_to(&to))?,
+        }
         reply_null()
     }
     .boxed()
@@ -128,14 +293,51 @@ pub fn move_path(call: Call) -> Reply {
 pub fn delete_file(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
+        check_path("path", &path, true)?;
         let recursive = call.args.object(1)?.bool("recursive").unwrap_or(false);
-        call.vm
-            .remove(&path, RemoveOptions { recursive })
-            .await
-            .map_err(|e| ActorError::from_vm_path(e, &path))?;
+        match call.route(&[&path]).await? {
+            Route::Direct(root) => remove(&root, &path, recursive).await.map_err(|e| fs_error(e, &path))?,
+            Route::Vm(vm) => vm
+                .remove(&path, RemoveOptions { recursive })
+                .await
+                .map_err(|e| ActorError::from_vm_path(e, &path))?,
+        }
         reply_null()
     }
     .boxed()
+}
+
+/// Removes a file, symlink or directory; a non-empty directory only when
+/// `recursive` (children first, each removal its own transaction, like
+/// `rm -r`).
+async fn remove(root: &Root, path: &str, recursive: bool) -> Result<(), FsError> {
+    if !root.lstat(path).await?.is_dir() {
+        return root.remove_file(path).await;
+    }
+    if recursive {
+        // Depth-first without recursion: directories are removed once empty.
+        let mut stack = vec![(path.to_owned(), false)];
+        while let Some((dir, listed)) = stack.pop() {
+            if listed {
+                root.remove_dir(&dir).await?;
+                continue;
+            }
+            stack.push((dir.clone(), true));
+            for entry in root.read_dir_with_types(&dir).await? {
+                if entry.name == "." || entry.name == ".." {
+                    continue;
+                }
+                let child = format!("{}/{}", dir.trim_end_matches('/'), entry.name);
+                if entry.is_directory && !entry.is_symbolic_link {
+                    stack.push((child, false));
+                } else {
+                    root.remove_file(&child).await?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    root.remove_dir(path).await
 }
 
 #[derive(Serialize)]
@@ -149,9 +351,9 @@ struct CheckReply {
 
 pub fn check_root(call: Call) -> Reply {
     async move {
-        let root = call.root.ok_or_else(|| {
+        let root = call.root().await?.ok_or_else(|| {
             ActorError::new(
-                crate::error::code::UNSUPPORTED,
+                code::UNSUPPORTED,
                 "this actor's root filesystem is ephemeral (config `rootFilesystem`); there is nothing stored to check",
             )
         })?;
@@ -165,4 +367,25 @@ pub fn check_root(call: Call) -> Reply {
         })
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked_like_the_vm_client() {
+        for ok in ["/", "/a", "/a/b.txt", "/a/.hidden", "/a/..b"] {
+            check_path("path", ok, true).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["a", "", "/a/", "//a", "/a//b", "/a/./b", "/a/../b", "/.."] {
+            let error = check_path("path", bad, false).unwrap_err();
+            assert_eq!(error.code, "invalid_argument", "{bad}");
+            assert!(error.message.contains("`path`"), "{}", error.message);
+        }
+        assert_eq!(check_path("to", "/proc/x", true).unwrap_err().code, "EROFS");
+        assert_eq!(check_path("path", "/etc/agentos/a", true).unwrap_err().code, "EROFS");
+        check_path("path", "/etc/agentos/a", false).unwrap();
+        check_path("path", "/etc/agentosx", true).unwrap();
+    }
 }

@@ -29,7 +29,8 @@ pub fn exec(call: Call) -> Reply {
             ..ExecOptions::default()
         };
         let result = call
-            .vm
+            .vm()
+            .await?
             .exec_process(&command, exec_options)
             .await
             .map_err(|e| ActorError::from_vm(e).with_command(&command))?;

@@ -46,7 +46,7 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use check::{Problem, Report, check};
 pub use error::{Errno, FsError};
 pub use meta::{Ino, Inode, Kind, ROOT};
-pub use ops::{MAX_FILE_SIZE, MAX_READ};
+pub use ops::{MAX_FILE_SIZE, MAX_READ, Owner};
 pub use sql::{Row, SqlExec, transaction};
 pub use wire::{OPERATIONS, Op, handle, js_bridge_callback};
 

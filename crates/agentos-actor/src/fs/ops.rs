@@ -35,6 +35,25 @@ pub const MAX_READ: u64 = 64 << 20;
 
 type FsResult<T> = Result<T, FsError>;
 
+/// Who owns a newly created entry. The sidecar creates as root and then
+/// `chown`s; the actor's own actions create as the VM user directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
+}
+
+fn new_inode(ino: Ino, kind: Kind, permissions: u32, now: i64, owner: Owner) -> Inode {
+    let mut node = Inode::new(ino, kind, permissions, now);
+    node.uid = owner.uid;
+    node.gid = owner.gid;
+    node
+}
+
 fn parse_at(op: &str, path: &str) -> FsResult<FsPath> {
     parse(path).map_err(|e| e.at(op, path))
 }
@@ -167,6 +186,11 @@ impl<S: SqlExec> Fs<S> {
     /// exists, `ENOENT` if the parent does not. With it: creates missing
     /// ancestors and succeeds if the directory exists.
     pub async fn mkdir(&self, path: &str, recursive: bool, mode: Option<u32>) -> FsResult<()> {
+        self.mkdir_as(path, recursive, mode, Owner::ROOT).await
+    }
+
+    /// [`Fs::mkdir`] creating the directories owned by `owner`.
+    pub async fn mkdir_as(&self, path: &str, recursive: bool, mode: Option<u32>, owner: Owner) -> FsResult<()> {
         let permissions = mode.unwrap_or(DEFAULT_DIR_PERMISSIONS);
         let mut state = self.state().await?;
         let parsed = parse_at("mkdir", path)?;
@@ -174,7 +198,7 @@ impl<S: SqlExec> Fs<S> {
             let (parent, name) = state.meta.resolve_new(&parsed, true).map_err(|e| e.at("mkdir", path))?;
             let ino = Self::alloc_ino(&mut state);
             let mut txn = Txn::new(&state.meta, now_ns());
-            let dir = Inode::new(ino, Kind::Dir, permissions, txn.now);
+            let dir = new_inode(ino, Kind::Dir, permissions, txn.now, owner);
             txn.create(parent, &name, dir).map_err(|e| e.at("mkdir", path))?;
             let (body, changes) = txn.finish();
             return self.commit(&mut state, "mkdir", body, changes).await;
@@ -224,7 +248,7 @@ impl<S: SqlExec> Fs<S> {
         }
         let mut txn = Txn::new(&state.meta, now_ns());
         for (parent, name, ino) in &to_create {
-            let dir = Inode::new(*ino, Kind::Dir, permissions, txn.now);
+            let dir = new_inode(*ino, Kind::Dir, permissions, txn.now, owner);
             txn.create(*parent, name, dir).map_err(|e| e.at("mkdir", path))?;
         }
         let (body, changes) = txn.finish();
@@ -288,6 +312,11 @@ impl<S: SqlExec> Fs<S> {
     /// one creates its target). An existing file keeps its inode, so hard
     /// links see the new content. `mode` applies only to a new file.
     pub async fn write_file(&self, path: &str, data: &[u8], mode: Option<u32>) -> FsResult<()> {
+        self.write_file_as(path, data, mode, Owner::ROOT).await
+    }
+
+    /// [`Fs::write_file`] creating a new file owned by `owner`.
+    pub async fn write_file_as(&self, path: &str, data: &[u8], mode: Option<u32>, owner: Owner) -> FsResult<()> {
         if data.len() as u64 > MAX_FILE_SIZE {
             return Err(Errno::EINVAL.at("write", path));
         }
@@ -313,7 +342,9 @@ impl<S: SqlExec> Fs<S> {
         let chunks = content::nonzero_chunks(data, self.chunk_size);
         let per_batch = content::chunks_per_batch(self.chunk_size, self.max_batch_bytes) as usize;
         if chunks.len() > per_batch {
-            return self.write_file_staged(&mut state, path, target, data.len() as u64, &chunks, permissions).await;
+            return self
+                .write_file_staged(&mut state, path, target, data.len() as u64, &chunks, (permissions, owner))
+                .await;
         }
         let ino = match &target {
             WriteTarget::Existing(ino) => *ino,
@@ -325,7 +356,7 @@ impl<S: SqlExec> Fs<S> {
                 content::push_delete_all(txn.chunk_sql(), ino);
                 txn.get(ino).map_err(|e| e.at("write", path))?
             }
-            WriteTarget::New { .. } => Inode::new(ino, Kind::File, permissions, txn.now),
+            WriteTarget::New { .. } => new_inode(ino, Kind::File, permissions, txn.now, owner),
         };
         content::push_insert_chunks(txn.chunk_sql(), node.ino, &chunks);
         node.size = data.len() as u64;
@@ -352,11 +383,11 @@ impl<S: SqlExec> Fs<S> {
         target: WriteTarget,
         size: u64,
         chunks: &[(u64, &[u8])],
-        permissions: u32,
+        (permissions, owner): (u32, Owner),
     ) -> FsResult<()> {
         let staged = Self::alloc_ino(state);
         let per_batch = content::chunks_per_batch(self.chunk_size, self.max_batch_bytes) as usize;
-        let mut staged_inode = Inode::new(staged, Kind::File, permissions, now_ns());
+        let mut staged_inode = new_inode(staged, Kind::File, permissions, now_ns(), owner);
         staged_inode.nlink = 0;
         staged_inode.size = size;
         for (i, batch) in chunks.chunks(per_batch).enumerate() {

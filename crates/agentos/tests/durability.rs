@@ -1,0 +1,277 @@
+//! The durability contract (design.md §5) with the real engine, host and
+//! sidecar: a filesystem write acknowledged to a client survives SIGKILL of
+//! the host, of the sidecar and of the engine, and actor sleep/wake; guest
+//! writes are durable once the action that made them returns. Every test
+//! ends with the consistency checker.
+//!
+//! Each test starts its own `agentos serve` (and engine) on free ports,
+//! because it kills them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use rivetkit_client::GetOrCreateOptions;
+use rivetkit_client::handle::ActorHandle;
+use serde_json::{Value, json};
+use testkit::{OwnHost, Reaper, bytes_of, eventually, uint8array};
+
+const FILES: usize = 1000;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_agentos"))
+}
+
+/// A test's own host and engine, and a clean-up of its data dir.
+struct Setup {
+    port: u16,
+    data: PathBuf,
+    host: OwnHost,
+    engine: Reaper,
+    extra: Vec<String>,
+}
+
+impl Setup {
+    fn start(name: &str, extra: &[&str]) -> Setup {
+        let port = testkit::free_port_base();
+        let data = std::env::temp_dir().join(testkit::unique_key(name));
+        let host = OwnHost::start(binary(), port, &data, extra);
+        let engine = Reaper(host.started_engine_pid().expect("the host starts its own engine"));
+        Setup { port, data, host, engine, extra: extra.iter().map(|s| s.to_string()).collect() }
+    }
+
+    fn restart_host(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.host = OwnHost::start(binary(), self.port, &self.data, &extra);
+    }
+
+    fn actor(&self, key: &str) -> ActorHandle {
+        self.host.client().get_or_create("agentOS", vec![key.into()], GetOrCreateOptions::default()).unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.host.stop(Duration::from_secs(30));
+        testkit::kill_pid(self.engine.0);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// Distinct content per file: sizes from 1 byte to ~40 KiB (so some span
+/// several 16 KiB chunks), bytes depending on the index.
+fn content(i: usize) -> Vec<u8> {
+    let len = 1 + (i * 7919) % 40_000;
+    (0..len).map(|b| ((b * 31 + i * 17) % 251) as u8).collect()
+}
+
+fn path(i: usize) -> String {
+    format!("/workspace/d/f{i:04}.bin")
+}
+
+/// Writes the files `indices`, eight at a time, until a write fails (the
+/// crash); records the indices acknowledged.
+async fn write_until_failure(actor: &ActorHandle, indices: impl IntoIterator<Item = usize>, acked: &Mutex<Vec<usize>>) {
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    futures::stream::iter(indices)
+        .for_each_concurrent(8, |i| {
+            let failed = &failed;
+            async move {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let written = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    actor.action("writeFile", vec![json!(path(i)), uint8array(&content(i))]),
+                )
+                .await;
+                match written {
+                    Ok(Ok(_)) => acked.lock().unwrap().push(i),
+                    _ => failed.store(true, std::sync::atomic::Ordering::Relaxed),
+                }
+            }
+        })
+        .await;
+}
+
+/// Every acknowledged file reads back byte for byte; the store is consistent.
+async fn verify(actor: &ActorHandle, acked: &[usize]) {
+    futures::stream::iter(acked.iter().copied())
+        .for_each_concurrent(8, |i| async move {
+            let value =
+                actor.action("readFile", vec![json!(path(i))]).await.unwrap_or_else(|e| panic!("{}: {e}", path(i)));
+            assert!(bytes_of(&value) == content(i), "{} differs after the crash", path(i));
+        })
+        .await;
+    assert_clean(actor).await;
+}
+
+async fn assert_clean(actor: &ActorHandle) {
+    let report = actor.action("checkRootFilesystem", vec![]).await.unwrap();
+    assert_eq!(report["clean"], json!(true), "consistency check failed: {report}");
+}
+
+/// The first action after a crash: the engine reschedules the actor once it
+/// notices, so retry (bounded) until the actor answers.
+async fn first_answer(actor: &ActorHandle, action: &str, args: Vec<Value>) -> Value {
+    eventually(Duration::from_secs(120), "the actor answers after the crash", || {
+        let args = args.clone();
+        async move { actor.action(action, args).await.ok() }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_of_the_host() {
+    let mut setup = Setup::start("kill-host", &[]);
+    let key = testkit::unique_key("kill-host");
+    let actor = setup.actor(&key);
+    actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (actor, acked) = (setup.actor(&key), acked.clone());
+        tokio::spawn(async move { write_until_failure(&actor, 0..FILES, &acked).await })
+    };
+    // Kill the host mid-stream, after a few hundred acknowledged writes.
+    eventually(Duration::from_secs(120), "300 writes acknowledged", || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 300).then_some(()) }
+    })
+    .await;
+    setup.host.kill_hard();
+    tokio::time::timeout(Duration::from_secs(90), writer).await.expect("the writer stops after the crash").unwrap();
+    let before: Vec<usize> = acked.lock().unwrap().clone();
+    assert!(before.len() >= 300 && before.len() < FILES, "{} acknowledged", before.len());
+
+    setup.restart_host();
+    let actor = setup.actor(&key);
+    first_answer(&actor, "exists", vec![json!("/workspace/d")]).await;
+    verify(&actor, &before).await;
+
+    // The actor carries on: every file not acknowledged before the crash.
+    let after = Mutex::new(Vec::new());
+    let missing: Vec<usize> = (0..FILES).filter(|i| !before.contains(i)).collect();
+    write_until_failure(&actor, missing.iter().copied(), &after).await;
+    let after = after.into_inner().unwrap();
+    assert_eq!(after.len(), missing.len(), "every write after the restart is acknowledged");
+    verify(&actor, &after).await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_of_the_engine() {
+    let mut setup = Setup::start("kill-engine", &[]);
+    let key = testkit::unique_key("kill-engine");
+    let actor = setup.actor(&key);
+    actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
+    // A guest write too: durable once its action returned.
+    let out = actor.action("exec", vec![json!("echo from-the-guest > /workspace/d/guest.txt")]).await.unwrap();
+    assert_eq!(out["exitCode"], json!(0), "{out}");
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (actor, acked) = (setup.actor(&key), acked.clone());
+        tokio::spawn(async move { write_until_failure(&actor, 0..FILES, &acked).await })
+    };
+    eventually(Duration::from_secs(120), "200 writes acknowledged", || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 200).then_some(()) }
+    })
+    .await;
+    testkit::kill_pid(setup.engine.0);
+    tokio::time::timeout(Duration::from_secs(90), writer).await.expect("the writer stops after the crash").unwrap();
+    let before: Vec<usize> = acked.lock().unwrap().clone();
+
+    // The host lost its engine: stop it and start host + engine afresh on
+    // the same data directory.
+    setup.host.stop(Duration::from_secs(60));
+    setup.restart_host();
+    setup.engine = Reaper(setup.host.started_engine_pid().expect("a new engine was started"));
+    let actor = setup.actor(&key);
+    let guest = first_answer(&actor, "readFile", vec![json!("/workspace/d/guest.txt")]).await;
+    assert_eq!(bytes_of(&guest), b"from-the-guest\n");
+    verify(&actor, &before).await;
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill_of_the_sidecar() {
+    let setup = Setup::start("kill-sidecar", &[]);
+    let key = testkit::unique_key("kill-sidecar");
+    let actor = setup.actor(&key);
+    actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
+    let out = actor.action("exec", vec![json!("echo before > /workspace/d/guest.txt")]).await.unwrap();
+    assert_eq!(out["exitCode"], json!(0), "{out}");
+    let acked = Mutex::new(Vec::new());
+    write_all(&actor, 0..50, &acked).await;
+
+    let sidecars = setup.host.sidecar_pids();
+    assert!(!sidecars.is_empty(), "the host runs a sidecar");
+    for pid in &sidecars {
+        testkit::kill_pid(*pid);
+    }
+
+    // The VM died with its sidecar: the next guest action gets a new VM on
+    // the same durable root, which still holds everything.
+    let out = first_answer(&actor, "exec", vec![json!("cat /workspace/d/guest.txt && echo after >> /workspace/d/guest.txt")]).await;
+    assert_eq!(out["stdout"], json!("before\n"), "{out}");
+    write_all(&actor, 50..100, &acked).await;
+    let all: Vec<usize> = acked.lock().unwrap().clone();
+    assert_eq!(all.len(), 100);
+    let guest = actor.action("readFile", vec![json!("/workspace/d/guest.txt")]).await.unwrap();
+    assert_eq!(bytes_of(&guest), b"before\nafter\n");
+    verify(&actor, &all).await;
+    let new_sidecars = setup.host.sidecar_pids();
+    assert!(new_sidecars.iter().all(|pid| !sidecars.contains(pid)), "a new sidecar serves the VM");
+}
+
+/// Writes the files `indices`; every write must be acknowledged.
+async fn write_all(actor: &ActorHandle, indices: std::ops::Range<usize>, acked: &Mutex<Vec<usize>>) {
+    let before = acked.lock().unwrap().len();
+    let count = indices.len();
+    write_until_failure(actor, indices, acked).await;
+    assert_eq!(acked.lock().unwrap().len(), before + count, "a write failed");
+}
+
+#[tokio::test]
+async fn files_survive_sleep_and_wake() {
+    let setup = Setup::start("sleep-wake", &["--sleep-after-secs", "2"]);
+    let key = testkit::unique_key("sleep-wake");
+    let actor = setup.actor(&key);
+    actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
+    let out = actor
+        .action("exec", vec![json!("echo guest > /workspace/d/guest.txt; mkdir -p /workspace/d/tree/x; echo deep > /workspace/d/tree/x/y")])
+        .await
+        .unwrap();
+    assert_eq!(out["exitCode"], json!(0), "{out}");
+    let acked = Mutex::new(Vec::new());
+    write_all(&actor, 0..100, &acked).await;
+
+    // No connection holds the actor awake: it sleeps after 2 s idle.
+    let id = actor.resolve().await.unwrap();
+    eventually(Duration::from_secs(60), "the engine reports the actor asleep", || {
+        let (setup, id) = (&setup, id.clone());
+        async move { asleep(setup, &id).await.then_some(()) }
+    })
+    .await;
+
+    let all: Vec<usize> = acked.lock().unwrap().clone();
+    let guest = actor.action("readFile", vec![json!("/workspace/d/tree/x/y")]).await.unwrap();
+    assert_eq!(bytes_of(&guest), b"deep\n");
+    verify(&actor, &all).await;
+    let out = actor.action("exec", vec![json!("cat /workspace/d/guest.txt")]).await.unwrap();
+    assert_eq!(out["stdout"], json!("guest\n"));
+}
+
+/// Whether the engine reports the actor asleep (`GET /actors?actor_ids=`,
+/// which never wakes it).
+async fn asleep(setup: &Setup, actor_id: &str) -> bool {
+    let url = format!("{}/actors?namespace=default&actor_ids={actor_id}", setup.host.endpoint());
+    let Ok(response) = reqwest::Client::new().get(url).bearer_auth("dev").send().await else { return false };
+    let Ok(body) = response.json::<Value>().await else { return false };
+    body["actors"]
+        .as_array()
+        .and_then(|actors| actors.iter().find(|a| a["actor_id"] == actor_id))
+        .is_some_and(|a| !a["sleep_ts"].is_null())
+}
