@@ -135,24 +135,46 @@ async fn worker(
     mut queue: mpsc::UnboundedReceiver<Job>,
     cancel: CancellationToken,
 ) {
+    // Detached actions (long guest work) still running; each replies itself.
+    let mut detached = tokio::task::JoinSet::new();
     loop {
         let job = tokio::select! {
             _ = cancel.cancelled() => break,
             job = queue.recv() => match job { Some(job) => job, None => break },
+            // Reap finished detached actions as they end.
+            Some(_) = detached.join_next(), if !detached.is_empty() => continue,
         };
         match job {
+            Job::Action { token, spec, args } if spec.detached => {
+                // Started in order: the VM is booted before later jobs run.
+                let booted = match vm.ensure(&settings, &host).await {
+                    Ok(booted) => booted,
+                    Err(error) => {
+                        reply_action(&host, token, spec, Err(error));
+                        continue;
+                    }
+                };
+                let (host, settings, vm) = (host.clone(), settings.clone(), vm.clone());
+                detached.spawn(async move {
+                    let result = tokio::select! {
+                        result = run_action(&host, &settings, &vm, spec, args) => result,
+                        detail = crate::vm::sidecar_gone(&booted) => {
+                            vm.discard_lost(&host).await;
+                            Err(lost_vm_error(spec, &detail))
+                        }
+                    };
+                    reply_action(&host, token, spec, result);
+                });
+            }
             Job::Action { token, spec, args } => {
                 let result = run_action(&host, &settings, &vm, spec, args).await;
-                match result {
-                    Ok(bytes) => host.reply_ok(token, bytes),
-                    Err(error) => {
-                        host.log(1, &format!("action {} failed: {error}", spec.name));
-                        host.reply_err(token, &error.to_wire());
-                    }
-                }
+                reply_action(&host, token, spec, result);
             }
             Job::Shutdown { token, reason } => {
+                // Shutting the VM down ends the detached actions (with an
+                // error reply each) before the host hears we are done.
                 vm.shutdown(reason, &host).await;
+                while detached.join_next().await.is_some() {}
                 host.reply_ok(token, Vec::new());
             }
         }
@@ -170,6 +192,17 @@ async fn worker(
     }
     let reason = if cancel.is_cancelled() { ShutdownReason::Deadline } else { ShutdownReason::Stopped };
     vm.shutdown(reason, &host).await;
+    while detached.join_next().await.is_some() {}
+}
+
+fn reply_action(host: &HostCtx, token: u64, spec: &ActionSpec, result: Result<Vec<u8>, ActorError>) {
+    match result {
+        Ok(bytes) => host.reply_ok(token, bytes),
+        Err(error) => {
+            host.log(1, &format!("action {} failed: {error}", spec.name));
+            host.reply_err(token, &error.to_wire());
+        }
+    }
 }
 
 async fn run_action(
@@ -192,16 +225,20 @@ async fn run_action(
     match result {
         Err(error) if crate::vm::sidecar_lost(&error.message) => {
             vm.discard_lost(host).await;
-            Err(ActorError::new(
-                code::VM_UNAVAILABLE,
-                format!(
-                    "the VM's sidecar process exited during `{}` ({}); the next action boots a new VM on the same durable root",
-                    spec.name, error.message
-                ),
-            ))
+            Err(lost_vm_error(spec, &error.message))
         }
         other => other,
     }
+}
+
+fn lost_vm_error(spec: &ActionSpec, detail: &str) -> ActorError {
+    ActorError::new(
+        code::VM_UNAVAILABLE,
+        format!(
+            "the VM's sidecar process exited during `{}` ({detail}); the next action boots a new VM on the same durable root",
+            spec.name
+        ),
+    )
 }
 
 #[cfg(test)]

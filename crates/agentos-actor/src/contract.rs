@@ -42,6 +42,10 @@ pub struct ActionSpec {
     /// The reply's TypeScript type.
     pub returns: &'static str,
     pub handler: Handler,
+    /// Long-running guest work: the worker starts it in order (booting the
+    /// VM first) but does not wait for it, so later actions of the actor
+    /// run meanwhile; its reply comes when it ends.
+    pub detached: bool,
 }
 
 impl std::fmt::Debug for ActionSpec {
@@ -70,6 +74,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
         returns: "Uint8Array",
         handler: fs::read_file,
+        detached: false,
     },
     ActionSpec {
         name: "writeFile",
@@ -80,6 +85,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         returns: "null",
         handler: fs::write_file,
+        detached: false,
     },
     ActionSpec {
         name: "mkdir",
@@ -90,6 +96,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         returns: "null",
         handler: fs::mkdir,
+        detached: false,
     },
     ActionSpec {
         name: "readdir",
@@ -97,6 +104,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
         returns: "string[]",
         handler: fs::readdir,
+        detached: false,
     },
     ActionSpec {
         name: "readdirEntries",
@@ -104,6 +112,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
         returns: "DirEntry[] | null",
         handler: fs::readdir_entries,
+        detached: false,
     },
     ActionSpec {
         name: "stat",
@@ -111,6 +120,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
         returns: "VirtualStat",
         handler: fs::stat,
+        detached: false,
     },
     ActionSpec {
         name: "exists",
@@ -118,6 +128,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
         returns: "boolean",
         handler: fs::exists,
+        detached: false,
     },
     ActionSpec {
         name: "move",
@@ -128,6 +139,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         returns: "null",
         handler: fs::move_path,
+        detached: false,
     },
     ActionSpec {
         name: "deleteFile",
@@ -138,6 +150,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         returns: "null",
         handler: fs::delete_file,
+        detached: false,
     },
     ActionSpec {
         name: "checkRootFilesystem",
@@ -145,6 +158,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         params: &[],
         returns: "FsCheckReport",
         handler: fs::check_root,
+        detached: false,
     },
     ActionSpec {
         name: "exec",
@@ -155,6 +169,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         returns: "ExecResult",
         handler: process::exec,
+        detached: true,
     },
 ];
 

@@ -78,6 +78,22 @@ pub fn sidecar_lost(message: &str) -> bool {
     message.contains("sidecar transport disconnected") || message.contains("sidecar transport closed")
 }
 
+/// Resolves once the sidecar hosting `vm` is found gone, probing it every
+/// two seconds. agentos-client does not fail a process wait when its
+/// transport dies, so a long guest command would otherwise hang on a dead
+/// sidecar until the action timeout.
+pub async fn sidecar_gone(vm: &AgentOs) -> String {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        if let Err(error) = vm.all_processes().await {
+            let text = format!("{error:#}");
+            if sidecar_lost(&text) {
+                return text;
+            }
+        }
+    }
+}
+
 /// Why a VM stopped; sent to clients in `vmShutdown`.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -206,11 +206,32 @@ async fn acknowledged_writes_survive_sigkill_of_the_sidecar() {
     let acked = Mutex::new(Vec::new());
     write_all(&actor, 0..50, &acked).await;
 
+    // A long-running guest process: what it wrote is durable before its
+    // action ends (each root operation commits before the guest's system
+    // call returns), so the crash below does not lose it.
+    let long_running = {
+        let actor = setup.actor(&key);
+        tokio::spawn(async move {
+            actor.action("exec", vec![json!("echo progress > /workspace/d/long.txt; sleep 60; echo done >> /workspace/d/long.txt")]).await
+        })
+    };
     let sidecars = setup.host.sidecar_pids();
     assert!(!sidecars.is_empty(), "the host runs a sidecar");
+    eventually(Duration::from_secs(30), "the long-running process wrote its progress", || {
+        let actor = &actor;
+        async move {
+            let out = actor.action("exists", vec![json!("/workspace/d/long.txt")]).await.ok()?;
+            (out == json!(true)).then_some(())
+        }
+    })
+    .await;
     for pid in &sidecars {
         testkit::kill_pid(*pid);
     }
+    let interrupted = tokio::time::timeout(Duration::from_secs(30), long_running).await.expect("the exec ends with its sidecar");
+    assert!(interrupted.unwrap().is_err(), "the exec cannot succeed without its sidecar");
+    let long = actor.action("readFile", vec![json!("/workspace/d/long.txt")]).await.unwrap();
+    assert_eq!(bytes_of(&long), b"progress\n");
 
     // The VM died with its sidecar: the next guest action gets a new VM on
     // the same durable root, which still holds everything.
