@@ -311,6 +311,22 @@ async fn identity_and_sqlite() {
     assert!(error.contains("syntax error") && error.contains("THIS"), "not SQLite's error text: {error}");
 }
 
+/// The bulk-file benchmark's plain-SQL baseline: bytes stored in rows and
+/// read back whole (several rows, a short last row, every byte value), then
+/// replaced by a shorter value and by nothing.
+#[tokio::test]
+async fn blob_rows_round_trip() {
+    let (_key, gw) = new_actor("hostabi-blob").await;
+    assert_eq!(bytes_of(&call(&gw, "blobGet", vec![]).await), Vec::<u8>::new());
+    let bytes: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 256) as u8).collect();
+    assert_eq!(call(&gw, "blobPut", vec![uint8array(&bytes), json!(1000)]).await, json!(3));
+    assert_eq!(bytes_of(&call(&gw, "blobGet", vec![]).await), bytes);
+    assert_eq!(call(&gw, "blobPut", vec![uint8array(b"short")]).await, json!(1));
+    assert_eq!(bytes_of(&call(&gw, "blobGet", vec![]).await), b"short");
+    assert_eq!(call(&gw, "blobPut", vec![uint8array(b"")]).await, json!(0));
+    assert_eq!(bytes_of(&call(&gw, "blobGet", vec![]).await), Vec::<u8>::new());
+}
+
 /// All nine kv_* entries (the plugin's documented round trip).
 #[tokio::test]
 async fn kv_round_trip() {

@@ -102,6 +102,8 @@ pub fn run(shared: &Arc<Shared>, job: &Job) -> ActionResult {
         })),
         "sqlEnabled" => reply_json(&json!(sh.ctx.sql_is_enabled())),
         "sqlRoundTrip" => sql_round_trip(sh, &args),
+        "blobPut" => blob_put(sh, &args),
+        "blobGet" => blob_get(sh),
         "sqlError" => match block_on(sh.ctx.db_exec("THIS IS NOT SQL AT ALL;")) {
             Err(error) => reply_json(&json!(format!("{error:#}"))),
             Ok(_) => Err(ActionError::new(
@@ -369,6 +371,61 @@ fn sql_round_trip(sh: &Shared, args: &Args) -> ActionResult {
     let rows = wire::decode_cbor_json(&rows)
         .map_err(|e| ActionError::new("bad_rows", format!("db_query result: {e:#}")))?;
     reply_json(&rows)
+}
+
+// The plain-SQL baseline of the bulk-file benchmark (crates/bench): bytes
+// in rows of `rowBytes`, one autocommitted `db_run` per row. A BLOB cannot be
+// bound as a parameter and the engine's remote SQLite caps bound parameters
+// at 128 KiB, so each row's bytes travel as an `X'..'` literal in the
+// statement text and come back as `hex(data)` (as the agentOS filesystem
+// stores its chunks).
+const BLOB_CREATE: &str =
+    "CREATE TABLE IF NOT EXISTS tp_blob (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)";
+const BLOB_SELECT: &str = "SELECT hex(data) AS data FROM tp_blob WHERE idx = ?";
+const BLOB_DEFAULT_ROW: u64 = 1 << 20;
+
+fn blob_put(sh: &Shared, args: &Args) -> ActionResult {
+    let bytes = args.bytes(0, "bytes").map_err(invalid_args)?;
+    let row = args
+        .opt_i64(1, "rowBytes")
+        .map_err(invalid_args)?
+        .map_or(Ok(BLOB_DEFAULT_ROW), u64::try_from)
+        .ok()
+        .filter(|row| *row > 0)
+        .ok_or_else(|| ActionError::new("invalid_args", "`rowBytes` must be positive"))?;
+    block_on(sh.ctx.db_exec(BLOB_CREATE)).map_err(|e| host_error("db_exec", e))?;
+    block_on(sh.ctx.db_run("DELETE FROM tp_blob", None)).map_err(|e| host_error("db_run", e))?;
+    let mut rows = 0u64;
+    for (idx, part) in bytes.chunks(row as usize).enumerate() {
+        let sql = format!(
+            "INSERT INTO tp_blob (idx, data) VALUES (?, X'{}')",
+            wire::hex_encode(part)
+        );
+        let params = wire::json_to_cbor(&json!([idx]));
+        block_on(sh.ctx.db_run(&sql, Some(params))).map_err(|e| host_error("db_run", e))?;
+        rows += 1;
+    }
+    reply_json(&json!(rows))
+}
+
+fn blob_get(sh: &Shared) -> ActionResult {
+    block_on(sh.ctx.db_exec(BLOB_CREATE)).map_err(|e| host_error("db_exec", e))?;
+    let mut bytes = Vec::new();
+    for idx in 0u64.. {
+        let params = wire::json_to_cbor(&json!([idx]));
+        let rows = block_on(sh.ctx.db_query(BLOB_SELECT, Some(params)))
+            .map_err(|e| host_error("db_query", e))?;
+        let rows = wire::decode_cbor_json(&rows)
+            .map_err(|e| ActionError::new("bad_rows", format!("db_query result: {e:#}")))?;
+        let Some(hex) = rows.get(0).and_then(|row| row["data"].as_str()) else {
+            break;
+        };
+        let part = wire::hex_decode(hex)
+            .ok_or_else(|| ActionError::new("bad_rows", format!("row {idx} is not hex")))?;
+        bytes.extend_from_slice(&part);
+    }
+    encode_json_compat_to_vec(&ByteReply(&bytes))
+        .map_err(|e| ActionError::new("encode_failed", format!("{e:#}")))
 }
 
 fn kv_round_trip(sh: &Shared) -> ActionResult {

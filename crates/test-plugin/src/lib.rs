@@ -86,6 +86,8 @@
 //! | `config()` | `{config: <factory config JSON>, sidecarPath: string}` | factory_new copies |
 //! | `sqlEnabled()` | bool | sql_is_enabled |
 //! | `sqlRoundTrip(text)` | rows array, e.g. `[{"f": 1.5, "id": 1, "label": text, "n": 42, "nothing": null}]` | db_exec (CREATE TABLE IF NOT EXISTS `tp_items`), db_run (INSERT with params `[text, 42, 1.5, null]`), db_query (SELECT … WHERE label = ? with `[text]`) |
+//! | `blobPut(bytes, rowBytes = 1048576)` | rows written (int) | the bulk-file benchmark's plain-SQL baseline: db_exec (CREATE TABLE IF NOT EXISTS `tp_blob (idx, data)`), db_run (DELETE, then one autocommitted `INSERT … VALUES (?, X'<hex>')` per `rowBytes` slice: params cannot bind a BLOB and the engine caps bound params at 128 KiB) |
+//! | `blobGet()` | the stored bytes as `["$Uint8Array", base64]` (empty when none) | db_query (`SELECT hex(data) … WHERE idx = ?` per row, until a row is missing) |
 //! | `sqlError()` | string: the host's error text for invalid SQL | db_exec Err path (action fails with `unexpected_ok` if the host says Ok) |
 //! | `kvRoundTrip()` | object, see below | all nine kv_* entries |
 //! | `eventLog()` | `["ConnOpen:<id>", "Action:ping", …]` from KV (survives sleep) | kv_list_prefix |

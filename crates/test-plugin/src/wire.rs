@@ -202,6 +202,37 @@ pub fn wire_bytes(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
+/// Lowercase hex text of `bytes`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+/// Bytes of hex text (either case, as SQLite's `hex()` writes uppercase);
+/// `None` when it is not hex.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            b'A'..=b'F' => Some(digit - b'A' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
 /// Serializes as a byte string, so `encode_json_compat_to_vec` emits it as
 /// `["$Uint8Array", base64]`.
 pub struct ByteReply<'a>(pub &'a [u8]);
@@ -632,6 +663,18 @@ mod tests {
         assert!(args.bytes(1, "b").is_err());
         assert!(args.bytes(2, "b").is_err());
         assert!(args.bytes(3, "b").is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = hex_encode(&bytes);
+        assert_eq!(&text[..8], "00010203");
+        assert_eq!(hex_decode(&text).unwrap(), bytes);
+        assert_eq!(hex_decode("FF0a").unwrap(), vec![255, 10]);
+        assert_eq!(hex_decode(""), Some(Vec::new()));
+        assert!(hex_decode("abc").is_none());
+        assert!(hex_decode("zz").is_none());
     }
 
     #[test]
