@@ -101,7 +101,7 @@ fn assert_clear(err: &ActionError, what: &str, argument: &str, path: &str, errno
         return;
     }
     assert!(errnos.contains(&err.code.as_str()), "{what}: expected one of {errnos:?} or invalid_argument, got {err:?}");
-    let in_metadata = err.metadata.as_ref().and_then(|m| m["path"].as_str()) == Some(path);
+    let in_metadata = err.metadata.as_ref().is_some_and(|m| m["path"] == json!(path) || m["to"] == json!(path));
     assert!(err.message.contains(path) || in_metadata, "{what}: the error must name {path:?}: {err:?}");
 }
 
@@ -265,6 +265,12 @@ async fn relative_and_empty_paths_are_invalid_arguments(actor: &Actor) {
     ] {
         must_fail(actor, action, args, "path", "", &["ENOENT"]).await;
     }
+    // A NUL byte cannot be part of a name.
+    let nul = "/workspace/rel/a\u{0}b";
+    must_fail(actor, "writeFile", vec![json!(nul), json!("x")], "path", nul, &["EINVAL"]).await;
+    must_fail(actor, "mkdir", vec![json!(nul)], "path", nul, &["EINVAL"]).await;
+    must_fail(actor, "readFile", vec![json!(nul)], "path", nul, &["EINVAL", "ENOENT"]).await;
+    must_fail(actor, "move", vec![json!("/workspace/rel/keep.txt"), json!(nul)], "to", nul, &["EINVAL"]).await;
     assert_eq!(actor.read("/workspace/rel/keep.txt").await, b"keep");
     assert_eq!(actor.names("/workspace/rel").await, BTreeSet::from(["keep.txt".to_owned()]));
     actor.assert_clean("relative paths").await;

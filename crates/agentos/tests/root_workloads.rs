@@ -239,34 +239,47 @@ cmp src/c/d/seq.txt dst/nested/c/d/seq.txt && echo "cmp same"
 }
 
 async fn find_with_predicates(pair: &Pair) {
+    // Every query appends `label path` lines to one file, sorted once at
+    // the end (a process spawn costs more than the query).
     let script = r#"mkdir -p f/a/b f/c f/empty && echo hi > f/a/x.txt && echo hello > f/a/b/y.txt && head -c 3000 /dev/zero > f/c/big.bin && touch f/c/zero.txt && ln -s ../a/x.txt f/c/lnk && ln -s missing f/c/dangling
 echo "setup rc=$?"
 cd f
-echo "== name"; find . -name "*.txt" | sort
-echo "== type f"; find . -type f | sort
-echo "== type l"; find . -type l | sort
-echo "== empty"; find . -empty | sort
-echo "== size"; find . -type f -size +2k | sort
-echo "== depth"; find . -mindepth 1 -maxdepth 1 | sort
-echo "== path"; find . -path "*/a/*" ! -name "*.txt" | sort
-echo "== or"; find . \( -name "*.bin" -o -iname "Y*" \) | sort
-echo "== prune"; find . -path ./a -prune -o -type f -print | sort
-echo "== follow"; find -L . -type f -name "x.txt" | sort
-echo "== delete"; find . -name zero.txt -delete; echo "delete rc=$?"; find . -name "zero*" | wc -l
+find . -name "*.txt" -printf "name %p\n" > ../q
+find . -type f -printf "file %p %s\n" >> ../q
+find . -type l -printf "link %p %l\n" >> ../q
+find . -empty -printf "empty %p\n" >> ../q
+find . -type f -size +2k -printf "size %p\n" >> ../q
+find . -mindepth 1 -maxdepth 1 -printf "depth %p\n" >> ../q
+find . -path "*/a/*" ! -name "*.txt" -printf "path %p\n" >> ../q
+find . \( -name "*.bin" -o -iname "Y*" \) -printf "or %p\n" >> ../q
+find . -path ./a -prune -o -type f -printf "prune %p\n" >> ../q
+find -L . -type f -name "x.txt" -printf "follow %p\n" >> ../q
+find . -name zero.txt -delete; echo "delete rc=$?"
+find . -name "zero*" -printf "after %p\n" >> ../q
+sort ../q
 "#;
     let out = pair.run_same("find", script).await;
     assert!(out.stdout.contains("setup rc=0") && out.stdout.contains("delete rc=0"), "{out:#?}");
     // Spot checks, so that a `find` broken the same way on both roots fails.
-    let section = |name: &str| -> Vec<String> {
-        let start = out.stdout.find(&format!("== {name}\n")).unwrap_or_else(|| panic!("no section {name}"));
-        out.stdout[start..].lines().skip(1).take_while(|l| !l.starts_with("== ")).map(str::to_owned).collect()
+    let section = |label: &str| -> Vec<String> {
+        let prefix = format!("{label} ");
+        out.stdout.lines().filter_map(|l| l.strip_prefix(&prefix)).map(str::to_owned).collect()
     };
-    assert_eq!(section("name"), ["./a/b/y.txt", "./a/x.txt", "./c/zero.txt"]);
-    assert_eq!(section("type l"), ["./c/dangling", "./c/lnk"]);
-    assert_eq!(section("empty"), ["./c/zero.txt", "./empty"]);
-    assert_eq!(section("size"), ["./c/big.bin"]);
-    assert_eq!(section("prune"), ["./c/big.bin", "./c/zero.txt"]);
-    assert_eq!(section("follow"), ["./a/x.txt"]);
+    assert_eq!(section("name"), ["./a/b/y.txt", "./a/x.txt", "./c/zero.txt"], "{out:#?}");
+    assert_eq!(
+        section("file"),
+        ["./a/b/y.txt 6", "./a/x.txt 3", "./c/big.bin 3000", "./c/zero.txt 0"],
+        "{out:#?}"
+    );
+    assert_eq!(section("link"), ["./c/dangling missing", "./c/lnk ../a/x.txt"], "{out:#?}");
+    assert_eq!(section("empty"), ["./c/zero.txt", "./empty"], "{out:#?}");
+    assert_eq!(section("size"), ["./c/big.bin"], "{out:#?}");
+    assert_eq!(section("depth"), ["./a", "./c", "./empty"], "{out:#?}");
+    assert_eq!(section("path"), ["./a/b"], "{out:#?}");
+    assert_eq!(section("or"), ["./a/b/y.txt", "./c/big.bin"], "{out:#?}");
+    assert_eq!(section("prune"), ["./c/big.bin", "./c/zero.txt"], "{out:#?}");
+    assert_eq!(section("follow"), ["./a/x.txt"], "{out:#?}");
+    assert!(section("after").is_empty(), "{out:#?}");
     pair.durable.assert_clean("find").await;
     let exists = pair.durable.call("exists", vec![json!("/workspace/find/f/c/zero.txt")]).await.unwrap();
     assert_eq!(exists, json!(false), "find -delete removed the file");
