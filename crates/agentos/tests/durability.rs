@@ -123,6 +123,27 @@ async fn first_answer(actor: &ActorHandle, action: &str, args: Vec<Value>) -> Va
     .await
 }
 
+/// Writes the 1,000 files from a second client while `crash` runs once
+/// `crash_after` writes were acknowledged; returns the indices acknowledged
+/// before the writer gave up.
+async fn write_through_a_crash(setup: &mut Setup, key: &str, crash_after: usize, crash: impl FnOnce(&mut Setup)) -> Vec<usize> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (actor, acked) = (setup.actor(key), acked.clone());
+        tokio::spawn(async move { write_until_failure(&actor, 0..FILES, &acked).await })
+    };
+    eventually(Duration::from_secs(120), "writes acknowledged before the crash", || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= crash_after).then_some(()) }
+    })
+    .await;
+    crash(setup);
+    tokio::time::timeout(Duration::from_secs(90), writer).await.expect("the writer stops after the crash").unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= crash_after && acked.len() < FILES, "{} acknowledged", acked.len());
+    acked
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_of_the_host() {
     let mut setup = Setup::start("kill-host", &[]);
@@ -130,21 +151,8 @@ async fn acknowledged_writes_survive_sigkill_of_the_host() {
     let actor = setup.actor(&key);
     actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
 
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let writer = {
-        let (actor, acked) = (setup.actor(&key), acked.clone());
-        tokio::spawn(async move { write_until_failure(&actor, 0..FILES, &acked).await })
-    };
     // Kill the host mid-stream, after a few hundred acknowledged writes.
-    eventually(Duration::from_secs(120), "300 writes acknowledged", || {
-        let n = acked.lock().unwrap().len();
-        async move { (n >= 300).then_some(()) }
-    })
-    .await;
-    setup.host.kill_hard();
-    tokio::time::timeout(Duration::from_secs(90), writer).await.expect("the writer stops after the crash").unwrap();
-    let before: Vec<usize> = acked.lock().unwrap().clone();
-    assert!(before.len() >= 300 && before.len() < FILES, "{} acknowledged", before.len());
+    let before = write_through_a_crash(&mut setup, &key, 300, |setup| setup.host.kill_hard()).await;
 
     setup.restart_host();
     let actor = setup.actor(&key);
@@ -170,19 +178,7 @@ async fn acknowledged_writes_survive_sigkill_of_the_engine() {
     let out = actor.action("exec", vec![json!("echo from-the-guest > /workspace/d/guest.txt")]).await.unwrap();
     assert_eq!(out["exitCode"], json!(0), "{out}");
 
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let writer = {
-        let (actor, acked) = (setup.actor(&key), acked.clone());
-        tokio::spawn(async move { write_until_failure(&actor, 0..FILES, &acked).await })
-    };
-    eventually(Duration::from_secs(120), "200 writes acknowledged", || {
-        let n = acked.lock().unwrap().len();
-        async move { (n >= 200).then_some(()) }
-    })
-    .await;
-    testkit::kill_pid(setup.engine.0);
-    tokio::time::timeout(Duration::from_secs(90), writer).await.expect("the writer stops after the crash").unwrap();
-    let before: Vec<usize> = acked.lock().unwrap().clone();
+    let before = write_through_a_crash(&mut setup, &key, 200, |setup| testkit::kill_pid(setup.engine.0)).await;
 
     // The host lost its engine: stop it and start host + engine afresh on
     // the same data directory.

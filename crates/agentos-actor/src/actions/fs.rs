@@ -207,30 +207,26 @@ struct DirEntry {
     is_symbolic_link: bool,
 }
 
+impl DirEntry {
+    fn new(name: String, is_directory: bool, is_symbolic_link: bool) -> Self {
+        Self { name, is_directory, is_symbolic_link }
+    }
+}
+
 pub fn readdir_entries(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
         check_path("path", &path, false)?;
-        let listed = match call.route(&[&path]).await? {
+        let listed: Result<Vec<DirEntry>, ActorError> = match call.route(&[&path]).await? {
             Route::Direct(root) => root
                 .read_dir_with_types(&path)
                 .await
-                .map(|entries| {
-                    entries
-                        .into_iter()
-                        .map(|e| DirEntry { name: e.name, is_directory: e.is_directory, is_symbolic_link: e.is_symbolic_link })
-                        .collect::<Vec<_>>()
-                })
+                .map(|entries| entries.into_iter().map(|e| DirEntry::new(e.name, e.is_directory, e.is_symbolic_link)).collect())
                 .map_err(|e| fs_error(e, &path)),
             Route::Vm(vm) => vm
                 .readdir_entries(&path)
                 .await
-                .map(|entries| {
-                    entries
-                        .into_iter()
-                        .map(|e| DirEntry { name: e.name, is_directory: e.is_directory, is_symbolic_link: e.is_symbolic_link })
-                        .collect::<Vec<_>>()
-                })
+                .map(|entries| entries.into_iter().map(|e| DirEntry::new(e.name, e.is_directory, e.is_symbolic_link)).collect())
                 .map_err(|e| ActorError::from_vm_path(e, &path)),
         };
         match listed {
