@@ -206,40 +206,80 @@ struct BulkRound {
     base: (Duration, Duration),
 }
 
-async fn bulk_round(ours: &mut RawConn, base: &mut RawConn, bytes: &[u8]) -> Result<BulkRound> {
+async fn ours_round(conn: &mut RawConn, bytes: &[u8]) -> Result<(Duration, Duration)> {
     let path = CborValue::Text("/workspace/bulk.bin".into());
     let content = uint8array(bytes);
     let start = Instant::now();
-    ours.action("writeFile", vec![path.clone(), content.clone()], ACTION_LIMIT).await?;
+    conn.action("writeFile", vec![path.clone(), content], ACTION_LIMIT).await?;
     let written = start.elapsed();
     let start = Instant::now();
-    let read = ours.action("readFile", vec![path], ACTION_LIMIT).await?;
-    let ours_times = (written, start.elapsed());
+    let read = conn.action("readFile", vec![path], ACTION_LIMIT).await?;
+    let times = (written, start.elapsed());
     if reply_bytes(&read)? != bytes {
         bail!("readFile returned other bytes than were written");
     }
+    Ok(times)
+}
+
+async fn base_round(conn: &mut RawConn, bytes: &[u8]) -> Result<(Duration, Duration)> {
+    let content = uint8array(bytes);
     let start = Instant::now();
-    base.action("blobPut", vec![content], ACTION_LIMIT).await?;
+    conn.action("blobPut", vec![content], ACTION_LIMIT).await?;
     let written = start.elapsed();
     let start = Instant::now();
-    let read = base.action("blobGet", vec![], ACTION_LIMIT).await?;
-    let base_times = (written, start.elapsed());
+    let read = conn.action("blobGet", vec![], ACTION_LIMIT).await?;
+    let times = (written, start.elapsed());
     if reply_bytes(&read)? != bytes {
         bail!("blobGet returned other bytes than were put");
     }
-    Ok(BulkRound { ours: ours_times, base: base_times })
+    Ok(times)
 }
 
-/// New actors for the bulk bar, each on its own raw connection, warmed up
-/// (the agentOS VM booted, the test plugin answering).
-async fn bulk_connections(session: &Session) -> Result<(RawConn, RawConn)> {
-    let ours_id = session.handle(DURABLE, &unique_key("bench-bulk"))?.resolve().await?;
-    let base_id = session.handle(TEST_PLUGIN, &unique_key("bench-bulk-sql"))?.resolve().await?;
-    let mut ours = RawConn::open(session.endpoint(), &ours_id, ACTION_LIMIT).await?;
-    let mut base = RawConn::open(session.endpoint(), &base_id, ACTION_LIMIT).await?;
-    ours.action("exists", vec![CborValue::Text("/".into())], ACTION_LIMIT).await.context("warm-up")?;
-    base.action("ping", vec![], ACTION_LIMIT).await.context("warm-up")?;
-    Ok((ours, base))
+/// The two actors of the bulk bar.
+struct BulkActors {
+    ours: String,
+    base: String,
+}
+
+impl BulkActors {
+    /// New actors, warmed up (the agentOS VM booted, the test plugin answering).
+    async fn new(session: &Session) -> Result<BulkActors> {
+        let ours = session.handle(DURABLE, &unique_key("bench-bulk"))?.resolve().await?;
+        let base = session.handle(TEST_PLUGIN, &unique_key("bench-bulk-sql"))?.resolve().await?;
+        let actors = BulkActors { ours, base };
+        let (mut ours, mut base) = actors.connect(session).await?;
+        ours.action("exists", vec![CborValue::Text("/".into())], ACTION_LIMIT).await.context("warm-up")?;
+        base.action("ping", vec![], ACTION_LIMIT).await.context("warm-up")?;
+        ours.close().await;
+        base.close().await;
+        Ok(actors)
+    }
+
+    async fn connect(&self, session: &Session) -> Result<(RawConn, RawConn)> {
+        let ours = RawConn::open(session.endpoint(), &self.ours, ACTION_LIMIT).await?;
+        let base = RawConn::open(session.endpoint(), &self.base, ACTION_LIMIT).await?;
+        Ok((ours, base))
+    }
+
+    /// One write + read through each path, on new connections (opened
+    /// before timing): the gateway closes a connection that has carried a
+    /// few ~21 MiB messages (`guard.websocket_pending_limit_reached`).
+    async fn round(&self, session: &Session, bytes: &[u8], ours_first: bool) -> Result<BulkRound> {
+        let (mut ours, mut base) = self.connect(session).await?;
+        let result = if ours_first {
+            let o = ours_round(&mut ours, bytes).await;
+            let b = base_round(&mut base, bytes).await;
+            o.and_then(|o| Ok((o, b?)))
+        } else {
+            let b = base_round(&mut base, bytes).await;
+            let o = ours_round(&mut ours, bytes).await;
+            b.and_then(|b| Ok((o?, b)))
+        };
+        ours.close().await;
+        base.close().await;
+        let (ours, base) = result?;
+        Ok(BulkRound { ours, base })
+    }
 }
 
 async fn bulk_file(session: &Session, options: &Options) -> Result<Bar> {
@@ -247,12 +287,12 @@ async fn bulk_file(session: &Session, options: &Options) -> Result<Bar> {
     let mut sizes = vec![options.bulk_mib];
     sizes.extend([12, 10, 8, 6, 4, 2, 1].into_iter().filter(|s| *s < options.bulk_mib));
     let mut notes = Vec::new();
-    let (mut ours, mut base) = bulk_connections(session).await?;
+    let mut actors = BulkActors::new(session).await?;
     let mut chosen = None;
     for mib in sizes {
         let bytes = payload(mib * MIB);
         // The first round also warms up (tables, first file); not counted.
-        match bulk_round(&mut ours, &mut base, &bytes).await {
+        match actors.round(session, &bytes, true).await {
             Ok(_) => {
                 chosen = Some((mib, bytes));
                 break;
@@ -260,16 +300,14 @@ async fn bulk_file(session: &Session, options: &Options) -> Result<Bar> {
             Err(error) => {
                 eprintln!("bench:   {mib} MiB failed: {error:#}");
                 notes.push(format!("{mib} MiB failed: {error:#}"));
-                ours.close().await;
-                base.close().await;
-                (ours, base) = bulk_connections(session).await?;
+                actors = BulkActors::new(session).await?;
             }
         }
     }
     let Some((mib, bytes)) = chosen else { bail!("no bulk size worked: {notes:?}") };
     let [mut ours_w, mut ours_r, mut base_w, mut base_r, mut ours_t, mut base_t]: [Samples; 6] = Default::default();
     for rep in 0..options.reps {
-        let round = bulk_round(&mut ours, &mut base, &bytes).await?;
+        let round = actors.round(session, &bytes, rep % 2 == 1).await?;
         eprintln!(
             "bench:   rep {rep}: writeFile {:.0} + readFile {:.0} ms; blobPut {:.0} + blobGet {:.0} ms",
             ms(round.ours.0),
@@ -284,13 +322,11 @@ async fn bulk_file(session: &Session, options: &Options) -> Result<Bar> {
         ours_t.push(round.ours.0 + round.ours.1);
         base_t.push(round.base.0 + round.base.1);
     }
-    ours.close().await;
-    base.close().await;
     let (ours_m, base_m) = (ours_t.median(), base_t.median());
     let mib_per_s = |d: Duration| 2.0 * mib as f64 / d.as_secs_f64();
     let mut details = vec![
         format!(
-            "{mib} MiB of pseudo-random bytes, each path on its own WebSocket connection (CBOR encoding; bytes as `[\"$Uint8Array\", base64]` both ways, ~21.3 MiB messages for 16 MiB); ratio = throughput ours ÷ baseline = baseline time ÷ our time, counting the bytes written plus read"
+            "{mib} MiB of pseudo-random bytes, each path on its own WebSocket connection, new each round, order alternating (CBOR encoding; bytes as `[\"$Uint8Array\", base64]` both ways, ~21.3 MiB messages for 16 MiB); ratio = throughput ours ÷ baseline = baseline time ÷ our time, counting the bytes written plus read"
         ),
         "baseline: `testPlugin.blobPut` (1 MiB rows, one autocommitted `db_run` `INSERT … X'<hex>'` each) + `blobGet` (one `db_query` `SELECT hex(data)` per row)".into(),
         format!("writeFile {} (median {:.0} ms); readFile {} (median {:.0} ms)", ours_w.list(), ms(ours_w.median()), ours_r.list(), ms(ours_r.median())),
