@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActorConfig {
     /// `.aospkg` packages projected into every VM (the WASM command set, agents).
@@ -25,6 +25,18 @@ pub struct ActorConfig {
     /// Where the VM's root filesystem lives (default: durable, in actor SQLite).
     #[serde(default)]
     pub root_filesystem: RootFilesystem,
+    /// Capacity of the root filesystem in bytes of file content, enforced
+    /// by the VM's kernel and by the filesystem actions (`ENOSPC`).
+    #[serde(default = "default_max_root_bytes")]
+    pub max_root_bytes: u64,
+}
+
+/// 1 GiB: room for a real project with its dependencies (the sidecar's own
+/// default, 64 MiB, is too small for `node_modules`).
+pub const DEFAULT_MAX_ROOT_BYTES: u64 = 1 << 30;
+
+fn default_max_root_bytes() -> u64 {
+    DEFAULT_MAX_ROOT_BYTES
 }
 
 /// Where the VM's root filesystem lives.
@@ -51,6 +63,21 @@ pub struct PackageConfig {
 pub struct SidecarConfig {
     /// A named shared pool. Absent: one sidecar per plugin load.
     pub pool: Option<String>,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            packages: Vec::new(),
+            packages_mount_at: None,
+            loopback_exempt_ports: Vec::new(),
+            allowed_node_builtins: None,
+            additional_instructions: None,
+            sidecar: None,
+            root_filesystem: RootFilesystem::default(),
+            max_root_bytes: DEFAULT_MAX_ROOT_BYTES,
+        }
+    }
 }
 
 impl ActorConfig {

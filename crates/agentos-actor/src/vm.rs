@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use agentos_client::{
-    AgentOs, AgentOsConfig, AgentOsSidecarConfig, MountPlugin, PackageRef, RootFilesystemConfig, RootFilesystemKind,
+    AgentOs, AgentOsConfig, AgentOsLimits, AgentOsSidecarConfig, MountPlugin, ResourceLimits, PackageRef, RootFilesystemConfig, RootFilesystemKind,
 };
 use parking_lot_like::Slot;
 use serde::Serialize;
@@ -46,6 +46,13 @@ impl VmSettings {
             None => (RootFilesystemConfig::default(), None),
         };
         AgentOsConfig {
+            limits: Some(AgentOsLimits {
+                resources: Some(ResourceLimits {
+                    max_filesystem_bytes: Some(config.max_root_bytes),
+                    ..ResourceLimits::default()
+                }),
+                ..AgentOsLimits::default()
+            }),
             root_filesystem,
             sidecar_js_bridge_callback,
             packages: config.packages.iter().map(|p| PackageRef { path: p.package_path.clone() }).collect(),

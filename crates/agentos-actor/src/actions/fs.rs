@@ -160,12 +160,34 @@ pub fn write_file(call: Call) -> Reply {
         check_path("path", &path, true)?;
         let content = call.args.bytes(1)?;
         match call.route(&[&path]).await? {
-            Route::Direct(root) => root.write_file_as(&path, &content, None, VM_USER).await.map_err(|e| fs_error(e, &path))?,
+            Route::Direct(root) => {
+                check_capacity(&call, &root, &path, content.len() as u64).await?;
+                root.write_file_as(&path, &content, None, VM_USER).await.map_err(|e| fs_error(e, &path))?
+            }
             Route::Vm(vm) => vm.write_file(&path, content).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
         }
         reply_null()
     }
     .boxed()
+}
+
+/// Refuses a write that would take the root past its capacity
+/// (`maxRootBytes`), the limit the VM's kernel applies to guest writes.
+async fn check_capacity(call: &Call, root: &Root, path: &str, new_size: u64) -> Result<(), ActorError> {
+    let limit = call.settings.config.max_root_bytes;
+    let used = root.used_bytes().await.map_err(|e| fs_error(e, path))?;
+    let replaced = match root.stat(path).await {
+        Ok(node) if node.is_file() => node.size,
+        _ => 0,
+    };
+    if used.saturating_sub(replaced).saturating_add(new_size) > limit {
+        return Err(ActorError::new(
+            "ENOSPC",
+            format!("no space left on device: writing {new_size} bytes to {path} would exceed the root's capacity of {limit} bytes (config `maxRootBytes`)"),
+        )
+        .with_metadata(serde_json::json!({ "path": path, "limit": limit, "used": used })));
+    }
+    Ok(())
 }
 
 pub fn mkdir(call: Call) -> Reply {
@@ -291,6 +313,10 @@ pub fn delete_file(call: Call) -> Reply {
         let path = call.args.str(0)?;
         check_path("path", &path, true)?;
         let recursive = call.args.object(1)?.bool("recursive").unwrap_or(false);
+        if path == "/" {
+            return Err(ActorError::new("EBUSY", "refusing to remove the root directory `/`")
+                .with_metadata(serde_json::json!({ "path": path })));
+        }
         match call.route(&[&path]).await? {
             Route::Direct(root) => remove(&root, &path, recursive).await.map_err(|e| fs_error(e, &path))?,
             Route::Vm(vm) => vm

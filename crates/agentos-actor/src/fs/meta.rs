@@ -247,6 +247,11 @@ impl Meta {
         }
     }
 
+    /// Bytes of all file content (what a capacity limit counts).
+    pub fn file_bytes(&self) -> u64 {
+        self.inodes.values().filter(|node| node.is_file()).map(|node| node.size).sum()
+    }
+
     pub fn inode(&self, ino: Ino) -> Result<&Inode, Errno> {
         self.inodes.get(&ino).ok_or(Errno::EIO)
     }

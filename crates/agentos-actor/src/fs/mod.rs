@@ -143,6 +143,11 @@ impl<S: SqlExec> Fs<S> {
         self.chunk_size
     }
 
+    /// Bytes of all file content now.
+    pub async fn used_bytes(&self) -> Result<u64, FsError> {
+        Ok(self.state().await?.meta.file_bytes())
+    }
+
     /// The SQL connection.
     pub fn sql(&self) -> &S {
         &self.sql
