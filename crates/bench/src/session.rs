@@ -8,13 +8,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rivetkit_client::connection::ActorConnection;
 use rivetkit_client::handle::ActorHandle;
-use rivetkit_client::{Client, GetOrCreateOptions, SubscriptionHandle};
+use rivetkit_client::{Client, ConnectionStatus, GetOrCreateOptions, SubscriptionHandle};
 use serde_json::Value;
 use testkit::{OwnHost, Reaper};
 
@@ -174,6 +174,50 @@ pub async fn call(conn: &ActorConnection, action: &str, args: Vec<Value>, limit:
     match tokio::time::timeout(limit, conn.action(action, args)).await {
         Ok(result) => result.with_context(|| format!("action `{action}`")),
         Err(_) => bail!("action `{action}` got no reply within {limit:?}"),
+    }
+}
+
+/// Reports (to stderr) and counts a connection's drops and reconnects, which
+/// would otherwise only show as an action that never gets its reply.
+pub struct ConnWatch {
+    drops: Arc<AtomicUsize>,
+    closing: Arc<AtomicBool>,
+}
+
+impl ConnWatch {
+    pub fn new(conn: &ActorConnection, label: &str) -> ConnWatch {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let closing = Arc::new(AtomicBool::new(false));
+        let (count, done, label) = (drops.clone(), closing.clone(), label.to_owned());
+        let mut status = conn.status_receiver();
+        tokio::spawn(async move {
+            let mut was_connected = false;
+            while status.changed().await.is_ok() {
+                let now = *status.borrow();
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                if now == ConnectionStatus::Connected {
+                    if was_connected {
+                        eprintln!("bench:   connection {label} reconnected");
+                    }
+                    was_connected = true;
+                } else if was_connected {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("bench:   connection {label} is {now:?}");
+                }
+            }
+        });
+        ConnWatch { drops, closing }
+    }
+
+    pub fn drops(&self) -> usize {
+        self.drops.load(Ordering::SeqCst)
+    }
+
+    /// Call before disconnecting on purpose.
+    pub fn closing(&self) {
+        self.closing.store(true, Ordering::SeqCst);
     }
 }
 
