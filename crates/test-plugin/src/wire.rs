@@ -216,21 +216,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 /// Bytes of hex text (either case, as SQLite's `hex()` writes uppercase);
 /// `None` when it is not hex.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            b'A'..=b'F' => Some(digit - b'A' + 10),
-            _ => None,
-        }
-    }
-    let text = text.as_bytes();
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    text.chunks(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
+    hex::decode(text).ok()
 }
 
 /// Serializes as a byte string, so `encode_json_compat_to_vec` emits it as

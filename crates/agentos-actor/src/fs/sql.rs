@@ -94,25 +94,7 @@ pub fn text_literal(text: &str) -> String {
 
 /// Decodes hex text (as produced by SQLite's `hex()`).
 pub fn decode_hex(text: &str) -> Result<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err(anyhow!("odd-length hex text"));
-    }
-    bytes
-        .chunks_exact(2)
-        .map(|pair| match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
-            _ => Err(anyhow!("invalid hex digit")),
-        })
-        .collect()
+    hex::decode(text).map_err(|e| anyhow!("invalid hex text: {e}"))
 }
 
 /// An integer column.
