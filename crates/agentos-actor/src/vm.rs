@@ -61,13 +61,11 @@ impl VmSettings {
             allowed_node_builtins: config.allowed_node_builtins.clone(),
             additional_instructions: config.additional_instructions.clone(),
             sidecar: Some(AgentOsSidecarConfig::Shared { pool: Some(pool) }),
-            sidecar_binary_path: (!self.sidecar_path.is_empty()).then(|| self.sidecar_path.clone()),
+            sidecar_binary_path: self.sidecar_binary(),
             ..AgentOsConfig::default()
         }
     }
-}
 
-impl VmSettings {
     /// The shared sidecar pool VMs are created in.
     fn pool(&self) -> String {
         self.config.sidecar.as_ref().and_then(|s| s.pool.clone()).unwrap_or_else(|| self.default_pool.clone())

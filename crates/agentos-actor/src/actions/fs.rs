@@ -77,7 +77,7 @@ impl Call {
         let Some(root) = self.root().await? else { return Ok(Route::Vm(self.vm().await?)) };
         // A root the sidecar has never laid out (a new actor) gets its VM
         // first, so `/workspace`, `/tmp` and the rest exist as in any VM.
-        if root.read_dir("/").await.map(|names| names.is_empty()).unwrap_or(true) {
+        if root.is_empty().await.unwrap_or(true) {
             self.vm().await?;
         }
         for path in paths {
@@ -121,7 +121,7 @@ fn fs_error(error: FsError, path: &str) -> ActorError {
 
 fn virtual_stat(node: &Inode) -> VirtualStat {
     let ms = |ns: i64| ns as f64 / 1e6;
-    let size = if node.is_dir() { 4096 } else { node.size };
+    let size = node.reported_size();
     VirtualStat {
         mode: node.mode,
         size,

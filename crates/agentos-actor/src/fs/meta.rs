@@ -106,6 +106,12 @@ impl Inode {
         self.kind == Kind::Symlink
     }
 
+    /// `st_size` as reported: directories show 4096 like common disk
+    /// filesystems.
+    pub fn reported_size(&self) -> u64 {
+        if self.is_dir() { 4096 } else { self.size }
+    }
+
     /// The row as read by [`INODE_COLUMNS`].
     pub fn from_row(row: &Row) -> Result<Inode> {
         let kind_raw = col_i64(row, "kind")?;

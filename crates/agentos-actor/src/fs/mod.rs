@@ -143,6 +143,12 @@ impl<S: SqlExec> Fs<S> {
         self.chunk_size
     }
 
+    /// Whether the root directory has no entries (a root the sidecar never
+    /// laid out). Answered from the cache.
+    pub async fn is_empty(&self) -> Result<bool, FsError> {
+        Ok(!self.state().await?.meta.has_children(ROOT))
+    }
+
     /// Bytes of all file content now.
     pub async fn used_bytes(&self) -> Result<u64, FsError> {
         Ok(self.state().await?.meta.file_bytes())

@@ -220,7 +220,7 @@ async fn dispatch<S: SqlExec>(fs: &Fs<S>, op: Op, args: &Value) -> Result<Option
 /// report size 4096 like common disk filesystems; times before the epoch
 /// are reported as 0 (the fields are unsigned on the wire).
 pub fn stat_json(node: &Inode) -> Value {
-    let size = if node.is_dir() { 4096 } else { node.size };
+    let size = node.reported_size();
     let ms = |ns: i64| ns.max(0) / 1_000_000;
     let nsec = |ns: i64| ns.max(0) % 1_000_000_000;
     json!({
