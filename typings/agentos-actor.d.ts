@@ -2,8 +2,8 @@
 
 export type DirEntry = { name: string; isDirectory: boolean; isSymbolicLink: boolean };
 export type VirtualStat = { mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number };
-export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 export type FsCheckReport = { clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] };
+export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 
 export interface AgentOsActions {
   /** Read a whole file. */

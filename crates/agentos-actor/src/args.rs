@@ -29,6 +29,12 @@ pub enum ArgType {
     /// An object with exactly these (all optional or required) fields; unknown
     /// fields are rejected.
     Object(&'static [Field]),
+    /// An array whose items all have this type.
+    List(&'static ArgType),
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// Any JSON value (plugin configs passed through to the engine).
+    Json,
 }
 
 impl ArgType {
@@ -52,6 +58,14 @@ impl ArgType {
                     .collect();
                 format!("{{ {} }}", body.join("; "))
             }
+            ArgType::List(item) => match item {
+                ArgType::Bytes | ArgType::OneOf(_) => format!("({})[]", item.ts()),
+                _ => format!("{}[]", item.ts()),
+            },
+            ArgType::OneOf(choices) => {
+                choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(" | ")
+            }
+            ArgType::Json => "unknown".into(),
         }
     }
 
@@ -64,6 +78,9 @@ impl ArgType {
             ArgType::StrList => "an array of strings",
             ArgType::StrMap => "an object of string values",
             ArgType::Object(_) => "an object",
+            ArgType::List(_) => "an array",
+            ArgType::OneOf(_) => "one of the listed strings",
+            ArgType::Json => "a JSON value",
         }
     }
 }
@@ -96,6 +113,18 @@ pub enum Arg {
     StrList(Vec<String>),
     StrMap(BTreeMap<String, String>),
     Object(BTreeMap<&'static str, Arg>),
+    List(Vec<Arg>),
+    Json(serde_json::Value),
+}
+
+impl Arg {
+    /// The fields of an object value (empty for anything else).
+    pub fn fields(&self) -> Fields {
+        match self {
+            Arg::Object(map) => Fields(map.clone()),
+            _ => Fields::default(),
+        }
+    }
 }
 
 /// Decoded arguments of one call, in parameter order.
@@ -130,6 +159,8 @@ impl Args {
     accessor!(bytes, opt_bytes, Bytes, Vec<u8>);
     accessor!(uint, opt_uint, UInt, u64);
     accessor!(str_list, opt_str_list, StrList, Vec<String>);
+    accessor!(list, opt_list, List, Vec<Arg>);
+    accessor!(json, opt_json, Json, serde_json::Value);
 
     /// The fields of an optional object argument (empty when omitted).
     pub fn object(&self, index: usize) -> Result<Fields, ActorError> {
@@ -179,6 +210,24 @@ impl Fields {
     pub fn str_list(&self, name: &str) -> Option<Vec<String>> {
         match self.0.get(name) {
             Some(Arg::StrList(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+    pub fn object(&self, name: &str) -> Option<Fields> {
+        match self.0.get(name) {
+            Some(Arg::Object(map)) => Some(Fields(map.clone())),
+            _ => None,
+        }
+    }
+    pub fn list(&self, name: &str) -> Option<Vec<Arg>> {
+        match self.0.get(name) {
+            Some(Arg::List(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+    pub fn json(&self, name: &str) -> Option<serde_json::Value> {
+        match self.0.get(name) {
+            Some(Arg::Json(v)) => Some(v.clone()),
             _ => None,
         }
     }
@@ -367,7 +416,74 @@ fn check(field: &Field, value: Value, path: &str) -> Result<Arg, ActorError> {
             }
             other => Err(wrong(&other)),
         },
+        ArgType::List(item_type) => match value {
+            Value::Array(items) => {
+                let item_field = Field { name: field.name, ty: *item_type, required: true, doc: "" };
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| check(&item_field, item, &format!("{path}[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Arg::List)
+            }
+            other => Err(wrong(&other)),
+        },
+        ArgType::OneOf(choices) => match value {
+            Value::Text(s) if choices.contains(&s.as_str()) => Ok(Arg::Str(s)),
+            Value::Text(s) => Err(ActorError::invalid_argument(
+                path,
+                format!("must be one of {}, got \"{s}\"", choices.join(", ")),
+            )),
+            other => Err(wrong(&other)),
+        },
+        ArgType::Json => json_of(value, path).map(Arg::Json),
     }
+}
+
+/// A CBOR value as JSON: byte strings and `$Uint8Array` wrappers are not
+/// JSON, so they are refused rather than silently changed.
+fn json_of(value: Value, path: &str) -> Result<serde_json::Value, ActorError> {
+    use serde_json::Value as J;
+    Ok(match value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(b),
+        Value::Text(s) => J::String(s),
+        Value::Integer(i) => {
+            let n = i128::from(i);
+            if let Ok(u) = u64::try_from(n) {
+                J::from(u)
+            } else if let Ok(s) = i64::try_from(n) {
+                J::from(s)
+            } else {
+                return Err(ActorError::invalid_argument(path, "has an integer out of range"));
+            }
+        }
+        Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(J::Number)
+            .ok_or_else(|| ActorError::invalid_argument(path, "has a non-finite number"))?,
+        Value::Array(items) => J::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| json_of(v, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(entries) => {
+            let mut map = serde_json::Map::new();
+            for (key, item) in entries {
+                let Value::Text(key) = key else {
+                    return Err(ActorError::invalid_argument(path, "has a non-string key"));
+                };
+                if is_undefined(&item) {
+                    continue;
+                }
+                let item = json_of(item, &format!("{path}.{key}"))?;
+                map.insert(key, item);
+            }
+            J::Object(map)
+        }
+        other => return Err(ActorError::invalid_argument(path, format!("must be JSON, got {}", got(&other)))),
+    })
 }
 
 #[cfg(test)]
@@ -483,6 +599,36 @@ mod tests {
     fn non_cbor_bytes_are_invalid_argument() {
         let e = decode(PARAMS, &[0xff, 0x00]).unwrap_err();
         assert_eq!(e.code, "invalid_argument");
+    }
+
+    #[test]
+    fn lists_enums_and_json_are_checked_per_item() {
+        const ITEM: &[Field] = &[req("path", ArgType::Str, "")];
+        const P: &[Field] = &[
+            req("entries", ArgType::List(&ArgType::Object(ITEM)), ""),
+            opt("reply", ArgType::OneOf(&["once", "always"]), ""),
+            opt("config", ArgType::Json, ""),
+        ];
+        let raw = Value::Array(vec![
+            Value::Array(vec![Value::Map(vec![(text("path"), text("/a"))])]),
+            text("once"),
+            Value::Map(vec![(text("n"), Value::Integer(3.into()))]),
+        ]);
+        let args = decode(P, &cbor(&raw)).unwrap();
+        assert_eq!(args.list(0).unwrap()[0].fields().str("path").as_deref(), Some("/a"));
+        assert_eq!(args.str(1).unwrap(), "once");
+        assert_eq!(args.json(2).unwrap(), serde_json::json!({ "n": 3 }));
+        let bad_item = Value::Array(vec![Value::Array(vec![Value::Map(vec![(text("path"), Value::Bool(true))])])]);
+        let e = decode(P, &cbor(&bad_item)).unwrap_err();
+        assert!(e.message.contains("`entries[0].path`"), "{}", e.message);
+        let bad_enum = Value::Array(vec![Value::Array(vec![]), text("never")]);
+        let e = decode(P, &cbor(&bad_enum)).unwrap_err();
+        assert!(e.message.contains("`reply`") && e.message.contains("once, always"), "{}", e.message);
+        let bytes_in_json = Value::Array(vec![Value::Array(vec![]), Value::Null, Value::Bytes(vec![1])]);
+        let e = decode(P, &cbor(&bytes_in_json)).unwrap_err();
+        assert!(e.message.contains("`config`"), "{}", e.message);
+        assert_eq!(ArgType::List(&ArgType::Object(ITEM)).ts(), "{ path: string }[]");
+        assert_eq!(ArgType::OneOf(&["a", "b"]).ts(), "\"a\" | \"b\"");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use futures::future::BoxFuture;
 
-use crate::actions::{fs, process};
-use crate::args::{ArgType, Args, Field, opt, req};
+use crate::actions::{fs, process, shell};
+use crate::args::{Args, Field};
 use crate::error::ActorError;
 use crate::host::HostCtx;
 
@@ -23,6 +23,12 @@ impl Call {
     /// The running VM, booted now if needed.
     pub async fn vm(&self) -> Result<agentos_client::AgentOs, ActorError> {
         self.slot.ensure(&self.settings, &self.host).await
+    }
+
+    /// The running VM (booted now if needed) with the processes and shells
+    /// clients started in it.
+    pub async fn live(&self) -> Result<(agentos_client::AgentOs, std::sync::Arc<crate::live::Live>), ActorError> {
+        self.slot.ensure_live(&self.settings, &self.host).await
     }
 
     /// The durable root filesystem; None when the config chose an
@@ -61,141 +67,46 @@ pub struct EventSpec {
     pub payload: &'static str,
 }
 
-const RECURSIVE: &[Field] = &[opt("recursive", ArgType::Bool, "Also create missing parents / remove a whole tree.")];
-const EXEC_OPTIONS: &[Field] = &[
-    opt("env", ArgType::StrMap, "Extra environment variables."),
-    opt("cwd", ArgType::Str, "Working directory (default `/workspace`)."),
-];
+/// One area's slice of the contract: its actions, events and named reply
+/// types. The sections together are the table.
+pub struct Section {
+    pub area: &'static str,
+    pub actions: &'static [ActionSpec],
+    pub events: &'static [EventSpec],
+    pub types: &'static [(&'static str, &'static str)],
+}
 
-pub static ACTIONS: &[ActionSpec] = &[
-    ActionSpec {
-        name: "readFile",
-        summary: "Read a whole file.",
-        params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
-        returns: "Uint8Array",
-        handler: fs::read_file,
-        detached: false,
-    },
-    ActionSpec {
-        name: "writeFile",
-        summary: "Create or replace a file with the given content (text is written as UTF-8).",
-        params: &[
-            req("path", ArgType::Str, "Absolute path in the VM."),
-            req("content", ArgType::Bytes, "The new content."),
-        ],
-        returns: "null",
-        handler: fs::write_file,
-        detached: false,
-    },
-    ActionSpec {
-        name: "mkdir",
-        summary: "Create a directory; parents are created too unless `recursive: false`.",
-        params: &[
-            req("path", ArgType::Str, "Absolute path in the VM."),
-            opt("options", ArgType::Object(RECURSIVE), "`recursive` defaults to true."),
-        ],
-        returns: "null",
-        handler: fs::mkdir,
-        detached: false,
-    },
-    ActionSpec {
-        name: "readdir",
-        summary: "List the names in a directory (without `.` and `..`).",
-        params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
-        returns: "string[]",
-        handler: fs::readdir,
-        detached: false,
-    },
-    ActionSpec {
-        name: "readdirEntries",
-        summary: "List a directory with entry types; `null` when the path is missing or not a directory.",
-        params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
-        returns: "DirEntry[] | null",
-        handler: fs::readdir_entries,
-        detached: false,
-    },
-    ActionSpec {
-        name: "stat",
-        summary: "File metadata, following symlinks.",
-        params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
-        returns: "VirtualStat",
-        handler: fs::stat,
-        detached: false,
-    },
-    ActionSpec {
-        name: "exists",
-        summary: "Whether the path exists.",
-        params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
-        returns: "boolean",
-        handler: fs::exists,
-        detached: false,
-    },
-    ActionSpec {
-        name: "move",
-        summary: "Rename or move a file or directory.",
-        params: &[
-            req("from", ArgType::Str, "Existing absolute path."),
-            req("to", ArgType::Str, "New absolute path."),
-        ],
-        returns: "null",
-        handler: fs::move_path,
-        detached: false,
-    },
-    ActionSpec {
-        name: "deleteFile",
-        summary: "Remove a file, or a directory (a non-empty one only with `recursive: true`).",
-        params: &[
-            req("path", ArgType::Str, "Absolute path in the VM."),
-            opt("options", ArgType::Object(RECURSIVE), "`recursive` defaults to false."),
-        ],
-        returns: "null",
-        handler: fs::delete_file,
-        detached: false,
-    },
-    ActionSpec {
-        name: "checkRootFilesystem",
-        summary: "Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`.",
-        params: &[],
-        returns: "FsCheckReport",
-        handler: fs::check_root,
-        detached: false,
-    },
-    ActionSpec {
-        name: "exec",
-        summary: "Run a command line (shell syntax allowed) to completion and return its output.",
-        params: &[
-            req("command", ArgType::Str, "The command line."),
-            opt("options", ArgType::Object(EXEC_OPTIONS), "Environment and working directory."),
-        ],
-        returns: "ExecResult",
-        handler: process::exec,
-        detached: true,
-    },
-];
+/// The whole contract, area by area.
+pub static SECTIONS: &[&Section] = &[&fs::SECTION, &process::SECTION, &shell::SECTION, &LIFECYCLE];
 
-pub static EVENTS: &[EventSpec] = &[
-    EventSpec { name: "vmBooted", summary: "The actor's VM finished booting.", payload: "{}" },
-    EventSpec {
-        name: "vmShutdown",
-        summary: "The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root).",
-        payload: "{ reason: \"sleep\" | \"destroy\" | \"stopped\" | \"deadline\" | \"crashed\" }",
-    },
-];
+/// Events about the VM itself.
+static LIFECYCLE: Section = Section {
+    area: "VM lifecycle",
+    actions: &[],
+    events: &[
+        EventSpec { name: "vmBooted", summary: "The actor's VM finished booting.", payload: "{}" },
+        EventSpec {
+            name: "vmShutdown",
+            summary: "The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root).",
+            payload: "{ reason: \"sleep\" | \"destroy\" | \"stopped\" | \"deadline\" | \"crashed\" }",
+        },
+    ],
+    types: &[],
+};
 
-/// Named reply types used in `returns` and event payloads.
-pub static TS_TYPES: &[(&str, &str)] = &[
-    ("DirEntry", "{ name: string; isDirectory: boolean; isSymbolicLink: boolean }"),
-    (
-        "VirtualStat",
-        "{ mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number }",
-    ),
-    ("ExecResult", "{ exitCode: number; stdout: string; stderr: string }"),
-    ("FsCheckReport", "{ clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] }"),
-];
+/// Every action, in table order.
+pub fn actions() -> impl Iterator<Item = &'static ActionSpec> {
+    SECTIONS.iter().flat_map(|s| s.actions.iter())
+}
+
+/// Every event, in table order.
+pub fn events() -> impl Iterator<Item = &'static EventSpec> {
+    SECTIONS.iter().flat_map(|s| s.events.iter())
+}
 
 /// Looks up an action by its exact name.
 pub fn find(name: &str) -> Option<&'static ActionSpec> {
-    ACTIONS.iter().find(|a| a.name == name)
+    actions().find(|a| a.name == name)
 }
 
 fn ts_params(params: &[Field]) -> String {
@@ -211,11 +122,11 @@ pub fn render_typescript() -> String {
     let mut out = String::from(
         "// Generated from crates/agentos-actor/src/contract.rs by `cargo run -p agentos-actor --bin agentos-typings -- --write`. Do not edit.\n\n",
     );
-    for (name, body) in TS_TYPES {
+    for (name, body) in SECTIONS.iter().flat_map(|s| s.types.iter()) {
         out.push_str(&format!("export type {name} = {body};\n"));
     }
     out.push_str("\nexport interface AgentOsActions {\n");
-    for action in ACTIONS {
+    for action in actions() {
         out.push_str(&format!("  /** {} */\n", action.summary));
         out.push_str(&format!(
             "  {}({}): Promise<{}>;\n",
@@ -225,7 +136,7 @@ pub fn render_typescript() -> String {
         ));
     }
     out.push_str("}\n\nexport interface AgentOsEvents {\n");
-    for event in EVENTS {
+    for event in events() {
         out.push_str(&format!("  /** {} */\n", event.summary));
         out.push_str(&format!("  {}: (payload: {}) => void;\n", event.name, event.payload));
     }
@@ -233,31 +144,43 @@ pub fn render_typescript() -> String {
     out
 }
 
-/// The Markdown action reference embedded in the README.
+/// The Markdown action reference embedded in the README, one part per area.
 pub fn render_markdown() -> String {
-    let mut out = String::from("| action | arguments | returns | what it does |\n|---|---|---|---|\n");
-    for action in ACTIONS {
-        let params = if action.params.is_empty() {
-            "—".to_owned()
-        } else {
-            format!("`{}`", ts_params(action.params).replace('|', "\\|"))
-        };
-        out.push_str(&format!(
-            "| `{}` | {} | `{}` | {} |\n",
-            action.name,
-            params,
-            action.returns.replace('|', "\\|"),
-            action.summary
-        ));
-    }
-    out.push_str("\n| event | payload | when |\n|---|---|---|\n");
-    for event in EVENTS {
-        out.push_str(&format!(
-            "| `{}` | `{}` | {} |\n",
-            event.name,
-            event.payload.replace('|', "\\|"),
-            event.summary
-        ));
+    let mut out = String::new();
+    for section in SECTIONS {
+        out.push_str(&format!("#### {}\n\n", section.area));
+        if !section.actions.is_empty() {
+            out.push_str("| action | arguments | returns | what it does |\n|---|---|---|---|\n");
+        }
+        for action in section.actions {
+            let params = if action.params.is_empty() {
+                "—".to_owned()
+            } else {
+                format!("`{}`", ts_params(action.params).replace('|', "\\|"))
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | `{}` | {} |\n",
+                action.name,
+                params,
+                action.returns.replace('|', "\\|"),
+                action.summary
+            ));
+        }
+        if !section.events.is_empty() {
+            if !section.actions.is_empty() {
+                out.push('\n');
+            }
+            out.push_str("| event | payload | when |\n|---|---|---|\n");
+        }
+        for event in section.events {
+            out.push_str(&format!(
+                "| `{}` | `{}` | {} |\n",
+                event.name,
+                event.payload.replace('|', "\\|"),
+                event.summary
+            ));
+        }
+        out.push('\n');
     }
     out
 }
@@ -269,7 +192,7 @@ mod tests {
     #[test]
     fn action_names_are_unique_and_camel_case() {
         let mut seen = std::collections::BTreeSet::new();
-        for a in ACTIONS {
+        for a in actions() {
             assert!(seen.insert(a.name), "duplicate action {}", a.name);
             assert!(a.name.chars().next().unwrap().is_ascii_lowercase(), "{}", a.name);
             assert!(a.name.chars().all(|c| c.is_ascii_alphanumeric()), "{}", a.name);
@@ -278,9 +201,21 @@ mod tests {
 
     #[test]
     fn required_params_come_before_optional_ones() {
-        for a in ACTIONS {
+        for a in actions() {
             let first_optional = a.params.iter().position(|p| !p.required).unwrap_or(a.params.len());
             assert!(a.params[first_optional..].iter().all(|p| !p.required), "{}", a.name);
+        }
+    }
+
+    #[test]
+    fn event_and_type_names_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in events() {
+            assert!(seen.insert(e.name), "duplicate event {}", e.name);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (name, _) in SECTIONS.iter().flat_map(|s| s.types.iter()) {
+            assert!(seen.insert(*name), "duplicate type {name}");
         }
     }
 

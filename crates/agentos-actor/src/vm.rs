@@ -13,6 +13,7 @@ use crate::config::{ActorConfig, RootFilesystem};
 use crate::error::{ActorError, code};
 use crate::fs::{Fs, FsOptions, js_bridge_callback};
 use crate::host::HostCtx;
+use crate::live::Live;
 
 /// The sidecar's mount plugin that forwards every root operation to us.
 const JS_BRIDGE_PLUGIN: &str = "js_bridge";
@@ -114,12 +115,19 @@ pub enum ShutdownReason {
     Crashed,
 }
 
+/// A running VM and what lives exactly as long as it.
+#[derive(Clone)]
+struct Booted {
+    vm: AgentOs,
+    live: Arc<Live>,
+}
+
 /// The VM slot of one actor instance. Shared between the worker (which boots
 /// and uses the VM) and the instance handle (which can force a shutdown when
 /// the host's grace deadline passes).
 #[derive(Clone)]
 pub struct VmSlot {
-    inner: Arc<Slot<AgentOs>>,
+    inner: Arc<Slot<Booted>>,
     /// The durable root, opened on first use (by an action or a VM boot) and
     /// kept for the instance's life: actions read and write it without a VM.
     root: Arc<tokio::sync::OnceCell<Arc<Fs<HostCtx>>>>,
@@ -159,8 +167,13 @@ impl VmSlot {
 
     /// The running VM, booting it first if there is none.
     pub async fn ensure(&self, settings: &VmSettings, host: &HostCtx) -> Result<AgentOs, ActorError> {
-        if let Some(vm) = self.inner.get() {
-            return Ok(vm);
+        Ok(self.ensure_live(settings, host).await?.0)
+    }
+
+    /// The running VM (booted first if needed) with its live registries.
+    pub async fn ensure_live(&self, settings: &VmSettings, host: &HostCtx) -> Result<(AgentOs, Arc<Live>), ActorError> {
+        if let Some(booted) = self.inner.get() {
+            return Ok((booted.vm, booted.live));
         }
         let root = self.root(settings, host).await?;
         let vm = match AgentOs::create(settings.client_config(root.clone())).await {
@@ -178,16 +191,17 @@ impl VmSlot {
             }
             Err(e) => return Err(ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))),
         };
-        self.inner.set(Some(vm.clone()));
+        let live = Arc::new(Live::default());
+        self.inner.set(Some(Booted { vm: vm.clone(), live: live.clone() }));
         host.log(2, "agentOS VM booted");
         broadcast_event(host, "vmBooted", &serde_json::json!({}));
-        Ok(vm)
+        Ok((vm, live))
     }
 
     /// Shuts the VM down if one runs, and tells clients why.
     pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
         let _teardown = self.teardown.lock().await;
-        let Some(vm) = self.inner.take() else { return };
+        let Some(Booted { vm, .. }) = self.inner.take() else { return };
         if let Err(e) = vm.shutdown().await {
             host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));
         }
@@ -198,7 +212,7 @@ impl VmSlot {
     /// that sidecar from its pool so the next boot starts a fresh one.
     pub async fn discard_lost(&self, host: &HostCtx) {
         let _teardown = self.teardown.lock().await;
-        let Some(vm) = self.inner.take() else { return };
+        let Some(Booted { vm, .. }) = self.inner.take() else { return };
         let _ = vm.sidecar().dispose().await;
         host.log(3, "agentOS VM lost with its sidecar process; the next action boots a new VM");
         broadcast_event(host, "vmShutdown", &serde_json::json!({ "reason": ShutdownReason::Crashed }));
@@ -206,6 +220,11 @@ impl VmSlot {
 
     pub fn is_booted(&self) -> bool {
         self.inner.get().is_some()
+    }
+
+    /// The running VM and its registries, without booting one.
+    pub fn running(&self) -> Option<(AgentOs, Arc<Live>)> {
+        self.inner.get().map(|b| (b.vm, b.live))
     }
 }
 

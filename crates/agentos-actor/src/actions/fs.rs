@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::reply;
 use super::reply_null;
-use crate::contract::Call;
+use crate::args::{ArgType, Field, opt, req};
+use crate::contract::{ActionSpec, Call, Section};
 use crate::error::{ActorError, code};
 use crate::fs::{Fs, FsError, Inode, Owner};
 use crate::host::HostCtx;
@@ -32,6 +33,115 @@ const KERNEL_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
 const VM_USER: Owner = Owner { uid: 1000, gid: 1000 };
 /// Where packages are projected when the config does not say.
 const DEFAULT_PACKAGES_MOUNT: &str = "/opt/agentos";
+
+const RECURSIVE: &[Field] = &[opt("recursive", ArgType::Bool, "Also create missing parents / remove a whole tree.")];
+/// The filesystem area of the contract.
+pub static SECTION: Section = Section {
+    area: "Filesystem",
+    actions: &[
+        ActionSpec {
+            name: "readFile",
+            summary: "Read a whole file.",
+            params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
+            returns: "Uint8Array",
+            handler: read_file,
+            detached: false,
+        },
+        ActionSpec {
+            name: "writeFile",
+            summary: "Create or replace a file with the given content (text is written as UTF-8).",
+            params: &[
+                req("path", ArgType::Str, "Absolute path in the VM."),
+                req("content", ArgType::Bytes, "The new content."),
+            ],
+            returns: "null",
+            handler: write_file,
+            detached: false,
+        },
+        ActionSpec {
+            name: "mkdir",
+            summary: "Create a directory; parents are created too unless `recursive: false`.",
+            params: &[
+                req("path", ArgType::Str, "Absolute path in the VM."),
+                opt("options", ArgType::Object(RECURSIVE), "`recursive` defaults to true."),
+            ],
+            returns: "null",
+            handler: mkdir,
+            detached: false,
+        },
+        ActionSpec {
+            name: "readdir",
+            summary: "List the names in a directory (without `.` and `..`).",
+            params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
+            returns: "string[]",
+            handler: readdir,
+            detached: false,
+        },
+        ActionSpec {
+            name: "readdirEntries",
+            summary: "List a directory with entry types; `null` when the path is missing or not a directory.",
+            params: &[req("path", ArgType::Str, "Absolute path of a directory.")],
+            returns: "DirEntry[] | null",
+            handler: readdir_entries,
+            detached: false,
+        },
+        ActionSpec {
+            name: "stat",
+            summary: "File metadata, following symlinks.",
+            params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
+            returns: "VirtualStat",
+            handler: stat,
+            detached: false,
+        },
+        ActionSpec {
+            name: "exists",
+            summary: "Whether the path exists.",
+            params: &[req("path", ArgType::Str, "Absolute path in the VM.")],
+            returns: "boolean",
+            handler: exists,
+            detached: false,
+        },
+        ActionSpec {
+            name: "move",
+            summary: "Rename or move a file or directory.",
+            params: &[
+                req("from", ArgType::Str, "Existing absolute path."),
+                req("to", ArgType::Str, "New absolute path."),
+            ],
+            returns: "null",
+            handler: move_path,
+            detached: false,
+        },
+        ActionSpec {
+            name: "deleteFile",
+            summary: "Remove a file, or a directory (a non-empty one only with `recursive: true`).",
+            params: &[
+                req("path", ArgType::Str, "Absolute path in the VM."),
+                opt("options", ArgType::Object(RECURSIVE), "`recursive` defaults to false."),
+            ],
+            returns: "null",
+            handler: delete_file,
+            detached: false,
+        },
+        ActionSpec {
+            name: "checkRootFilesystem",
+            summary: "Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`.",
+            params: &[],
+            returns: "FsCheckReport",
+            handler: check_root,
+            detached: false,
+        },
+    ],
+    events: &[],
+    types: &[
+        ("DirEntry", "{ name: string; isDirectory: boolean; isSymbolicLink: boolean }"),
+        (
+            "VirtualStat",
+            "{ mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number }",
+        ),
+        ("FsCheckReport", "{ clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] }"),
+    ],
+};
 
 /// Where one filesystem action is served.
 enum Route {

@@ -3,6 +3,7 @@
 
 pub mod fs;
 pub mod process;
+pub mod shell;
 
 use serde::Serialize;
 
