@@ -276,3 +276,31 @@ pub fn pid_alive(pid: u32) -> bool {
         .map(|stat| !stat.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
         .unwrap_or(false)
 }
+
+/// Runs one `node --test` suite from `tests/ts` (the official TypeScript
+/// client) against the shared host and fails unless exactly `expected`
+/// tests ran and all passed, so a suite that silently runs nothing fails.
+pub fn run_ts_suite(file: &str, expected: usize) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ts");
+    assert!(
+        dir.join("node_modules/rivetkit").exists(),
+        "tests/ts/node_modules is missing: ./scripts/test installs it from the lockfile"
+    );
+    let output = run_with_limit(
+        std::process::Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg(file)
+            .current_dir(&dir)
+            .env("AGENTOS_TEST_ENDPOINT", endpoint()),
+        Duration::from_secs(420),
+    )
+    .expect("run node --test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "TypeScript suite {file} failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("pass {expected}\n")) && stdout.contains("fail 0"),
+        "TypeScript suite {file}: expected {expected} passing tests:\n{stdout}"
+    );
+}
