@@ -2,8 +2,14 @@
 
 export type DirEntry = { name: string; isDirectory: boolean; isSymbolicLink: boolean };
 export type VirtualStat = { mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number };
+export type BatchReadResult = { path: string; content?: Uint8Array; error?: string };
+export type BatchWriteResult = { path: string; success: boolean; error?: string };
+export type RecursiveEntry = { path: string; type: "file" | "directory" | "symlink"; size: number };
 export type FsCheckReport = { clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] };
+export type MountEntry = { path: string; kind: string; readOnly: boolean; persisted: boolean };
 export type ExecResult = { exitCode: number; stdout: string; stderr: string };
+export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
+export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 
 export interface AgentOsActions {
   /** Read a whole file. */
@@ -24,10 +30,28 @@ export interface AgentOsActions {
   move(from: string, to: string): Promise<null>;
   /** Remove a file, or a directory (a non-empty one only with `recursive: true`). */
   deleteFile(path: string, options?: { recursive?: boolean }): Promise<null>;
+  /** Read many files; each entry has `content` or an `error`, one bad path fails only its entry. */
+  readFiles(paths: string[]): Promise<BatchReadResult[]>;
+  /** Create or replace many files (missing parent directories are created); each entry reports `success` or an `error`. */
+  writeFiles(entries: { path: string; content: string | Uint8Array }[]): Promise<BatchWriteResult[]>;
+  /** List a directory tree (sorted by path; symlinks are listed, not followed). */
+  readdirRecursive(path: string, options?: { maxDepth?: number; exclude?: string[] }): Promise<RecursiveEntry[]>;
   /** Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`. */
   checkRootFilesystem(): Promise<FsCheckReport>;
+  /** Mount a filesystem at `path` now and at every later VM boot (stored in the actor). */
+  mountFs(path: string, driver: { id: string; config?: unknown }, options?: { readOnly?: boolean }): Promise<null>;
+  /** Remove a mount added with `mountFs` (now and for later boots). */
+  unmountFs(path: string): Promise<null>;
+  /** The VM's live mount table; `persisted` marks mounts added with `mountFs`. */
+  listMounts(): Promise<MountEntry[]>;
   /** Run a command line (shell syntax allowed) to completion and return its output. */
   exec(command: string, options?: { env?: Record<string, string>; cwd?: string }): Promise<ExecResult>;
+  /** Send an HTTP request to a server listening on `port` inside the VM. */
+  vmFetch(port: number, url: string, options?: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<FetchResponse>;
+  /** Create an unguessable URL path that proxies HTTP to a guest port until it expires (`ttlSeconds` at most 86400; 0 or absent: 3600). */
+  createSignedPreviewUrl(port: number, ttlSeconds?: number): Promise<PreviewUrl>;
+  /** Revoke a preview URL now (idempotent). */
+  expireSignedPreviewUrl(token: string): Promise<null>;
 }
 
 export interface AgentOsEvents {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use rivet_actor_plugin_abi::{AbiEventTag, decode_action_payload};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +23,7 @@ use crate::vm::{ShutdownReason, VmSettings, VmSlot};
 
 enum Job {
     Action { token: u64, spec: &'static ActionSpec, args: Args },
+    Http { token: u64, request: Vec<u8> },
     Shutdown { token: u64, reason: ShutdownReason },
 }
 
@@ -66,7 +66,7 @@ fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) 
     let enqueue = |job: Job| {
         if let Err(mpsc::error::SendError(job)) = jobs.send(job) {
             let token = match job {
-                Job::Action { token, .. } | Job::Shutdown { token, .. } => token,
+                Job::Action { token, .. } | Job::Http { token, .. } | Job::Shutdown { token, .. } => token,
             };
             host.reply_err(token, &ActorError::new(code::VM_UNAVAILABLE, "the actor is stopping").to_wire());
         }
@@ -84,7 +84,7 @@ fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) 
         // Everything durable lives in SQLite: an empty reply keeps no opaque state.
         Some(AbiEventTag::SerializeState) => host.reply_ok(token, Vec::new()),
         Some(AbiEventTag::ConnClosed) => {}
-        Some(AbiEventTag::Http) => host.reply_ok(token, not_found_response()),
+        Some(AbiEventTag::Http) => enqueue(Job::Http { token, request: payload }),
         Some(AbiEventTag::QueueSend | AbiEventTag::WsOpen) => host.reply_err(
             token,
             &ActorError::new(code::UNSUPPORTED, "the agentOS actor offers no queues or raw WebSockets").to_wire(),
@@ -106,26 +106,6 @@ fn decode_call(payload: &[u8]) -> Result<(&'static ActionSpec, Args), ActorError
     let spec = contract::find(&name).ok_or_else(|| ActorError::action_not_found(&name))?;
     let args = args::decode(spec.params, &raw_args)?;
     Ok((spec, args))
-}
-
-/// The raw-HTTP reply until routes (previews) exist: a JSON 404.
-fn not_found_response() -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Response {
-        status: u16,
-        headers: std::collections::BTreeMap<&'static str, &'static str>,
-        #[serde(with = "serde_bytes")]
-        body: Vec<u8>,
-    }
-    let body = br#"{"code":"not_found","message":"no such route on the agentOS actor"}"#.to_vec();
-    let response = Response {
-        status: 404,
-        headers: [("content-type", "application/json")].into_iter().collect(),
-        body,
-    };
-    let mut out = Vec::new();
-    ciborium::into_writer(&response, &mut out).expect("a static response encodes");
-    out
 }
 
 async fn worker(
@@ -166,6 +146,14 @@ async fn worker(
                     reply_action(&host, token, spec, result);
                 });
             }
+            Job::Http { token, request } => {
+                // A proxied request may take long: it runs beside later jobs.
+                let (host, vm) = (host.clone(), vm.clone());
+                detached.spawn(async move {
+                    let response = crate::http::handle(&host, &vm, &request).await;
+                    host.reply_ok(token, response);
+                });
+            }
             Job::Action { token, spec, args } => {
                 let result = run_action(&host, &settings, &vm, spec, args).await;
                 reply_action(&host, token, spec, result);
@@ -183,7 +171,7 @@ async fn worker(
     queue.close();
     while let Ok(job) = queue.try_recv() {
         match job {
-            Job::Action { token, .. } => host.reply_err(
+            Job::Action { token, .. } | Job::Http { token, .. } => host.reply_err(
                 token,
                 &ActorError::new(code::VM_UNAVAILABLE, "the actor stopped before this action ran").to_wire(),
             ),
@@ -266,14 +254,5 @@ mod tests {
         let err = decode_call(&payload).unwrap_err();
         assert_eq!(err.code, "invalid_argument");
         assert!(err.message.contains("`path`"));
-    }
-
-    #[test]
-    fn not_found_response_has_headers_and_byte_body() {
-        let value: ciborium::Value = ciborium::from_reader(&not_found_response()[..]).unwrap();
-        let map = value.as_map().unwrap();
-        let keys: Vec<&str> = map.iter().map(|(k, _)| k.as_text().unwrap()).collect();
-        assert_eq!(keys, vec!["status", "headers", "body"]);
-        assert!(map[2].1.is_bytes());
     }
 }

@@ -29,6 +29,34 @@ pub struct ActorConfig {
     /// by the VM's kernel and by the filesystem actions (`ENOSPC`).
     #[serde(default = "default_max_root_bytes")]
     pub max_root_bytes: u64,
+    /// Which filesystems clients may mount at runtime (`mountFs`).
+    #[serde(default)]
+    pub runtime_mounts: RuntimeMounts,
+}
+
+/// What `mountFs` may mount. A mount plugin reaches outside the VM (a host
+/// directory, a bucket), so each one is opt-in.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeMounts {
+    /// Mount plugin ids clients may use (default: only `memory`, a
+    /// scratch filesystem that touches nothing outside the VM).
+    #[serde(default = "default_mount_plugins")]
+    pub plugins: Vec<String>,
+    /// Host directories under which `host_dir` mounts may point (their
+    /// real paths, after resolving symlinks). Empty: no `host_dir` mounts.
+    #[serde(default)]
+    pub host_dir_roots: Vec<String>,
+}
+
+fn default_mount_plugins() -> Vec<String> {
+    vec!["memory".to_owned()]
+}
+
+impl Default for RuntimeMounts {
+    fn default() -> Self {
+        Self { plugins: default_mount_plugins(), host_dir_roots: Vec::new() }
+    }
 }
 
 /// 1 GiB: room for a real project with its dependencies (the sidecar's own
@@ -76,6 +104,7 @@ impl Default for ActorConfig {
             sidecar: None,
             root_filesystem: RootFilesystem::default(),
             max_root_bytes: DEFAULT_MAX_ROOT_BYTES,
+            runtime_mounts: RuntimeMounts::default(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub mod code {
     pub const UNSUPPORTED: &str = "unsupported";
     /// The VM reported a failure that carries no errno.
     pub const VM_ERROR: &str = "vm_error";
+    /// The named thing (process, shell, preview token, mount) does not exist.
+    pub const NOT_FOUND: &str = "not_found";
     /// A bug or an unexpected host failure inside the plugin.
     pub const INTERNAL: &str = "internal";
 }
@@ -117,6 +119,15 @@ impl ActorError {
     }
 
     /// The text sent through `reply_err`.
+    /// One line for a per-entry result: the code, then the message.
+    pub fn brief(&self) -> String {
+        if self.message.starts_with(&self.code) {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.code, self.message)
+        }
+    }
+
     pub fn to_wire(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| self.message.clone())
     }

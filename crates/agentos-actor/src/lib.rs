@@ -20,6 +20,7 @@ pub mod error;
 pub mod ffi;
 pub mod fs;
 pub mod host;
+pub mod http;
 pub mod live;
 mod logging;
 pub mod schema;

@@ -53,6 +53,22 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
         FROM (SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER) * 1000000 AS now);
     INSERT INTO agentos_actor_meta (key, value) VALUES ('fs_chunk_size', '16384');",
     ),
+    // Signed preview URLs, and the mounts added at runtime (re-applied at
+    // every VM boot).
+    (
+        3,
+        "CREATE TABLE agentos_preview_tokens (
+        token TEXT PRIMARY KEY,
+        port INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE agentos_mounts (
+        path TEXT PRIMARY KEY,
+        plugin TEXT NOT NULL,
+        config TEXT NOT NULL,
+        read_only INTEGER NOT NULL
+    ) STRICT;",
+    ),
 ];
 
 /// Brings the schema to the latest version. Returns the version reached.

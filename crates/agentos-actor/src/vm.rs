@@ -13,6 +13,7 @@ use crate::config::{ActorConfig, RootFilesystem};
 use crate::error::{ActorError, code};
 use crate::fs::{Fs, FsOptions, js_bridge_callback};
 use crate::host::HostCtx;
+use crate::actions::mounts::{MountTable, apply_stored};
 use crate::live::Live;
 
 /// The sidecar's mount plugin that forwards every root operation to us.
@@ -135,6 +136,8 @@ pub struct VmSlot {
     /// returns only once the teardown in flight has finished, so the actor's
     /// `done` never fires while a forced (grace-deadline) teardown runs.
     teardown: Arc<tokio::sync::Mutex<()>>,
+    /// Mounts added with `mountFs`, re-applied at every boot.
+    mounts: Arc<MountTable>,
 }
 
 impl Default for VmSlot {
@@ -143,6 +146,7 @@ impl Default for VmSlot {
             inner: Arc::new(Slot::default()),
             root: Arc::new(tokio::sync::OnceCell::new()),
             teardown: Arc::new(tokio::sync::Mutex::new(())),
+            mounts: Arc::new(MountTable::default()),
         }
     }
 }
@@ -191,6 +195,9 @@ impl VmSlot {
             }
             Err(e) => return Err(ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))),
         };
+        if host.sql_is_enabled() {
+            apply_stored(&vm, &self.mounts, host).await;
+        }
         let live = Arc::new(Live::default());
         self.inner.set(Some(Booted { vm: vm.clone(), live: live.clone() }));
         host.log(2, "agentOS VM booted");
@@ -220,6 +227,11 @@ impl VmSlot {
 
     pub fn is_booted(&self) -> bool {
         self.inner.get().is_some()
+    }
+
+    /// The mounts added with `mountFs`.
+    pub fn mounts(&self) -> &MountTable {
+        &self.mounts
     }
 
     /// The running VM and its registries, without booting one.

@@ -7,16 +7,15 @@
 //! Each test starts its own `agentos serve` (and engine) on free ports,
 //! because it kills them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use rivetkit_client::GetOrCreateOptions;
 use rivetkit_client::handle::ActorHandle;
 use serde_json::{Value, json};
-use testkit::{OwnHost, Reaper, bytes_of, eventually, uint8array};
+use testkit::{OwnStack, Reaper, bytes_of, eventually, uint8array};
 
 const FILES: usize = 1000;
 
@@ -24,41 +23,7 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_agentos"))
 }
 
-/// A test's own host and engine, and a clean-up of its data dir.
-struct Setup {
-    port: u16,
-    data: PathBuf,
-    host: OwnHost,
-    engine: Reaper,
-    extra: Vec<String>,
-}
-
-impl Setup {
-    fn start(name: &str, extra: &[&str]) -> Setup {
-        let port = testkit::free_port_base();
-        let data = std::env::temp_dir().join(testkit::unique_key(name));
-        let host = OwnHost::start(binary(), port, &data, extra);
-        let engine = Reaper(host.started_engine_pid().expect("the host starts its own engine"));
-        Setup { port, data, host, engine, extra: extra.iter().map(|s| s.to_string()).collect() }
-    }
-
-    fn restart_host(&mut self) {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        self.host = OwnHost::start(binary(), self.port, &self.data, &extra);
-    }
-
-    fn actor(&self, key: &str) -> ActorHandle {
-        self.host.client().get_or_create("agentOS", vec![key.into()], GetOrCreateOptions::default()).unwrap()
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.host.stop(Duration::from_secs(30));
-        testkit::kill_pid(self.engine.0);
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
+type Setup = OwnStack;
 
 /// Distinct content per file: sizes from 1 byte to ~40 KiB (so some span
 /// several 16 KiB chunks), bytes depending on the index.
@@ -146,7 +111,7 @@ async fn write_through_a_crash(setup: &mut Setup, key: &str, crash_after: usize,
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_of_the_host() {
-    let mut setup = Setup::start("kill-host", &[]);
+    let mut setup = Setup::start(binary(), "kill-host", &[]);
     let key = testkit::unique_key("kill-host");
     let actor = setup.actor(&key);
     actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
@@ -170,7 +135,7 @@ async fn acknowledged_writes_survive_sigkill_of_the_host() {
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_of_the_engine() {
-    let mut setup = Setup::start("kill-engine", &[]);
+    let mut setup = Setup::start(binary(), "kill-engine", &[]);
     let key = testkit::unique_key("kill-engine");
     let actor = setup.actor(&key);
     actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
@@ -193,7 +158,7 @@ async fn acknowledged_writes_survive_sigkill_of_the_engine() {
 
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill_of_the_sidecar() {
-    let setup = Setup::start("kill-sidecar", &[]);
+    let setup = Setup::start(binary(), "kill-sidecar", &[]);
     let key = testkit::unique_key("kill-sidecar");
     let actor = setup.actor(&key);
     actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
@@ -253,7 +218,7 @@ async fn write_all(actor: &ActorHandle, indices: std::ops::Range<usize>, acked: 
 
 #[tokio::test]
 async fn files_survive_sleep_and_wake() {
-    let setup = Setup::start("sleep-wake", &["--sleep-after-secs", "2"]);
+    let setup = Setup::start(binary(), "sleep-wake", &["--sleep-after-secs", "2"]);
     let key = testkit::unique_key("sleep-wake");
     let actor = setup.actor(&key);
     actor.action("mkdir", vec![json!("/workspace/d")]).await.unwrap();
@@ -266,12 +231,7 @@ async fn files_survive_sleep_and_wake() {
     write_all(&actor, 0..100, &acked).await;
 
     // No connection holds the actor awake: it sleeps after 2 s idle.
-    let id = actor.resolve().await.unwrap();
-    eventually(Duration::from_secs(60), "the engine reports the actor asleep", || {
-        let (setup, id) = (&setup, id.clone());
-        async move { asleep(setup, &id).await.then_some(()) }
-    })
-    .await;
+    setup.wait_asleep(&actor).await;
 
     let all: Vec<usize> = acked.lock().unwrap().clone();
     let guest = actor.action("readFile", vec![json!("/workspace/d/tree/x/y")]).await.unwrap();
@@ -279,16 +239,4 @@ async fn files_survive_sleep_and_wake() {
     verify(&actor, &all).await;
     let out = actor.action("exec", vec![json!("cat /workspace/d/guest.txt")]).await.unwrap();
     assert_eq!(out["stdout"], json!("guest\n"));
-}
-
-/// Whether the engine reports the actor asleep (`GET /actors?actor_ids=`,
-/// which never wakes it).
-async fn asleep(setup: &Setup, actor_id: &str) -> bool {
-    let url = format!("{}/actors?namespace=default&actor_ids={actor_id}", setup.host.endpoint());
-    let Ok(response) = reqwest::Client::new().get(url).bearer_auth("dev").send().await else { return false };
-    let Ok(body) = response.json::<Value>().await else { return false };
-    body["actors"]
-        .as_array()
-        .and_then(|actors| actors.iter().find(|a| a["actor_id"] == actor_id))
-        .is_some_and(|a| !a["sleep_ts"].is_null())
 }

@@ -7,7 +7,7 @@
 //! tests) starts it with [`OwnHost`], which stops it by pid.
 
 mod own_host;
-pub use own_host::{OwnHost, Reaper, children_named};
+pub use own_host::{OwnHost, OwnStack, Reaper, children_named};
 
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -136,3 +136,78 @@ pub fn children_named(parent: u32, name: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A test's own host with its own engine and data directory: for tests
+/// that crash, restart or put to sleep what the shared host must keep.
+/// Everything is stopped (by pid) and the data removed on drop.
+pub struct OwnStack {
+    pub port: u16,
+    pub data: PathBuf,
+    pub host: OwnHost,
+    pub engine: Reaper,
+    binary: PathBuf,
+    extra: Vec<String>,
+}
+
+impl OwnStack {
+    /// Starts `binary serve` on free ports with `extra` arguments.
+    pub fn start(binary: &Path, name: &str, extra: &[&str]) -> OwnStack {
+        let port = crate::free_port_base();
+        let data = std::env::temp_dir().join(crate::unique_key(name));
+        let host = OwnHost::start(binary, port, &data, extra);
+        let engine = Reaper(host.started_engine_pid().expect("the host starts its own engine"));
+        OwnStack {
+            port,
+            data,
+            host,
+            engine,
+            binary: binary.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Starts the host again with the same arguments (the old one must be
+    /// stopped or killed first).
+    pub fn restart_host(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.host = OwnHost::start(&self.binary, self.port, &self.data, &extra);
+    }
+
+    /// The agentOS actor with `key` on this stack.
+    pub fn actor(&self, key: &str) -> rivetkit_client::handle::ActorHandle {
+        self.host
+            .client()
+            .get_or_create("agentOS", vec![key.into()], rivetkit_client::GetOrCreateOptions::default())
+            .expect("get_or_create")
+    }
+
+    /// Whether the engine reports the actor asleep (`GET /actors?actor_ids=`,
+    /// which never wakes it).
+    pub async fn asleep(&self, actor_id: &str) -> bool {
+        let url = format!("{}/actors?namespace=default&actor_ids={actor_id}", self.host.endpoint());
+        let Ok(response) = reqwest::Client::new().get(url).bearer_auth("dev").send().await else { return false };
+        let Ok(body) = response.json::<serde_json::Value>().await else { return false };
+        body["actors"]
+            .as_array()
+            .and_then(|actors| actors.iter().find(|a| a["actor_id"] == actor_id))
+            .is_some_and(|a| !a["sleep_ts"].is_null())
+    }
+
+    /// Waits (at most 60 s) until the engine reports the actor asleep.
+    pub async fn wait_asleep(&self, actor: &rivetkit_client::handle::ActorHandle) {
+        let id = actor.resolve().await.expect("resolve the actor id");
+        crate::eventually(Duration::from_secs(60), "the engine reports the actor asleep", || {
+            let id = id.clone();
+            async move { self.asleep(&id).await.then_some(()) }
+        })
+        .await;
+    }
+}
+
+impl Drop for OwnStack {
+    fn drop(&mut self) {
+        self.host.stop(Duration::from_secs(30));
+        kill_pid(self.engine.0);
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}

@@ -24,7 +24,7 @@ use crate::fs::{Fs, FsError, Inode, Owner};
 use crate::host::HostCtx;
 
 type Reply = BoxFuture<'static, Result<Vec<u8>, ActorError>>;
-type Root = Arc<Fs<HostCtx>>;
+pub(super) type Root = Arc<Fs<HostCtx>>;
 
 /// Directories the kernel serves itself, never from the root filesystem.
 const KERNEL_DIRS: &[&str] = &["/proc", "/dev", "/sys"];
@@ -35,6 +35,15 @@ const VM_USER: Owner = Owner { uid: 1000, gid: 1000 };
 const DEFAULT_PACKAGES_MOUNT: &str = "/opt/agentos";
 
 const RECURSIVE: &[Field] = &[opt("recursive", ArgType::Bool, "Also create missing parents / remove a whole tree.")];
+const WRITE_ENTRY: &[Field] = &[
+    req("path", ArgType::Str, "Absolute path in the VM."),
+    req("content", ArgType::Bytes, "The new content."),
+];
+const RECURSIVE_LISTING: &[Field] = &[
+    opt("maxDepth", ArgType::U32, "0 lists only the directory's children; absent means unlimited."),
+    opt("exclude", ArgType::StrList, "Entry names to skip (with their subtrees) at any depth."),
+];
+
 /// The filesystem area of the contract.
 pub static SECTION: Section = Section {
     area: "Filesystem",
@@ -124,6 +133,33 @@ pub static SECTION: Section = Section {
             detached: false,
         },
         ActionSpec {
+            name: "readFiles",
+            summary: "Read many files; each entry has `content` or an `error`, one bad path fails only its entry.",
+            params: &[req("paths", ArgType::StrList, "Absolute paths in the VM.")],
+            returns: "BatchReadResult[]",
+            handler: super::fs_batch::read_files,
+            detached: false,
+        },
+        ActionSpec {
+            name: "writeFiles",
+            summary: "Create or replace many files (missing parent directories are created); each entry reports `success` or an `error`.",
+            params: &[req("entries", ArgType::List(&ArgType::Object(WRITE_ENTRY)), "The files to write.")],
+            returns: "BatchWriteResult[]",
+            handler: super::fs_batch::write_files,
+            detached: false,
+        },
+        ActionSpec {
+            name: "readdirRecursive",
+            summary: "List a directory tree (sorted by path; symlinks are listed, not followed).",
+            params: &[
+                req("path", ArgType::Str, "Absolute path of a directory."),
+                opt("options", ArgType::Object(RECURSIVE_LISTING), "Depth limit and names to skip."),
+            ],
+            returns: "RecursiveEntry[]",
+            handler: super::fs_batch::readdir_recursive,
+            detached: false,
+        },
+        ActionSpec {
             name: "checkRootFilesystem",
             summary: "Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`.",
             params: &[],
@@ -139,12 +175,15 @@ pub static SECTION: Section = Section {
             "VirtualStat",
             "{ mode: number; size: number; blocks: number; dev: number; rdev: number; isDirectory: boolean; isSymbolicLink: boolean; atimeMs: number; mtimeMs: number; ctimeMs: number; birthtimeMs: number; ino: number; nlink: number; uid: number; gid: number }",
         ),
+        ("BatchReadResult", "{ path: string; content?: Uint8Array; error?: string }"),
+        ("BatchWriteResult", "{ path: string; success: boolean; error?: string }"),
+        ("RecursiveEntry", "{ path: string; type: \"file\" | \"directory\" | \"symlink\"; size: number }"),
         ("FsCheckReport", "{ clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] }"),
     ],
 };
 
 /// Where one filesystem action is served.
-enum Route {
+pub(super) enum Route {
     Direct(Root),
     Vm(agentos_client::AgentOs),
 }
@@ -152,7 +191,7 @@ enum Route {
 /// Checks `path` as the VM path does (absolute and normalized; writes
 /// outside the read-only `/proc` and `/etc/agentos`), so both routes reject
 /// the same input with the same error.
-fn check_path(argument: &str, path: &str, writable: bool) -> Result<(), ActorError> {
+pub(super) fn check_path(argument: &str, path: &str, writable: bool) -> Result<(), ActorError> {
     let bad = |message: String| {
         Err(ActorError::new(code::INVALID_ARGUMENT, format!("argument `{argument}`: {message}"))
             .with_metadata(serde_json::json!({ "argument": argument, "path": path })))
@@ -177,13 +216,22 @@ fn under(path: &str, dir: &str) -> bool {
 }
 
 impl Call {
-    fn kernel_owned(&self, path: &str) -> bool {
+    pub(super) fn kernel_owned(&self, path: &str) -> bool {
         let packages = self.settings.config.packages_mount_at.as_deref().unwrap_or(DEFAULT_PACKAGES_MOUNT);
         KERNEL_DIRS.iter().any(|dir| under(path, dir)) || under(path, packages)
     }
 
+    /// Whether a path (as given or resolved) lies in a `mountFs` mount.
+    async fn mounted(&self, path: &str, resolved: &str) -> Result<bool, ActorError> {
+        if !self.host.sql_is_enabled() {
+            return Ok(false);
+        }
+        let mounts = self.slot.mounts();
+        Ok(mounts.covers(&self.host, path).await? || mounts.covers(&self.host, resolved).await?)
+    }
+
     /// Chooses the route for an action on `paths` (already checked).
-    async fn route(&self, paths: &[&str]) -> Result<Route, ActorError> {
+    pub(super) async fn route(&self, paths: &[&str]) -> Result<Route, ActorError> {
         let Some(root) = self.root().await? else { return Ok(Route::Vm(self.vm().await?)) };
         // A root the sidecar has never laid out (a new actor) gets its VM
         // first, so `/workspace`, `/tmp` and the rest exist as in any VM.
@@ -191,7 +239,8 @@ impl Call {
             self.vm().await?;
         }
         for path in paths {
-            if self.kernel_owned(path) || self.kernel_owned(&resolved_prefix(&root, path).await) {
+            let resolved = resolved_prefix(&root, path).await;
+            if self.kernel_owned(path) || self.kernel_owned(&resolved) || self.mounted(path, &resolved).await? {
                 return Ok(Route::Vm(self.vm().await?));
             }
         }
@@ -221,7 +270,7 @@ async fn resolved_prefix(root: &Root, path: &str) -> String {
 
 /// Maps a durable-root failure of an operation on `path`: the errno is the
 /// code, the path is in the message and metadata.
-fn fs_error(error: FsError, path: &str) -> ActorError {
+pub(super) fn fs_error(error: FsError, path: &str) -> ActorError {
     let mut message = error.to_string();
     if !message.contains(path) {
         message = format!("{message}: {path}");
@@ -254,11 +303,7 @@ fn virtual_stat(node: &Inode) -> VirtualStat {
 pub fn read_file(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        check_path("path", &path, false)?;
-        let bytes = match call.route(&[&path]).await? {
-            Route::Direct(root) => root.read_file(&path).await.map_err(|e| fs_error(e, &path))?,
-            Route::Vm(vm) => vm.read_file(&path).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
-        };
+        let bytes = read_one(&call, "path", &path).await?;
         reply(&serde_bytes::ByteBuf::from(bytes))
     }
     .boxed()
@@ -267,18 +312,44 @@ pub fn read_file(call: Call) -> Reply {
 pub fn write_file(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        check_path("path", &path, true)?;
         let content = call.args.bytes(1)?;
-        match call.route(&[&path]).await? {
-            Route::Direct(root) => {
-                check_capacity(&call, &root, &path, content.len() as u64).await?;
-                root.write_file_as(&path, &content, None, VM_USER).await.map_err(|e| fs_error(e, &path))?
-            }
-            Route::Vm(vm) => vm.write_file(&path, content).await.map_err(|e| ActorError::from_vm_path(e, &path))?,
-        }
+        write_one(&call, "path", &path, content).await?;
         reply_null()
     }
     .boxed()
+}
+
+/// Reads one whole file by either route; `argument` names the path in errors.
+pub(super) async fn read_one(call: &Call, argument: &str, path: &str) -> Result<Vec<u8>, ActorError> {
+    check_path(argument, path, false)?;
+    match call.route(&[path]).await? {
+        Route::Direct(root) => root.read_file(path).await.map_err(|e| fs_error(e, path)),
+        Route::Vm(vm) => vm.read_file(path).await.map_err(|e| ActorError::from_vm_path(e, path)),
+    }
+}
+
+/// Creates or replaces one file by either route.
+pub(super) async fn write_one(call: &Call, argument: &str, path: &str, content: Vec<u8>) -> Result<(), ActorError> {
+    check_path(argument, path, true)?;
+    match call.route(&[path]).await? {
+        Route::Direct(root) => {
+            check_capacity(call, &root, path, content.len() as u64).await?;
+            root.write_file_as(path, &content, None, VM_USER).await.map_err(|e| fs_error(e, path))
+        }
+        Route::Vm(vm) => vm.write_file(path, content).await.map_err(|e| ActorError::from_vm_path(e, path)),
+    }
+}
+
+/// Creates a directory (and, when `recursive`, its parents) by either route.
+pub(super) async fn mkdir_one(call: &Call, argument: &str, path: &str, recursive: bool) -> Result<(), ActorError> {
+    check_path(argument, path, true)?;
+    match call.route(&[path]).await? {
+        Route::Direct(root) => root.mkdir_as(path, recursive, None, VM_USER).await.map_err(|e| fs_error(e, path)),
+        Route::Vm(vm) => vm
+            .mkdir(path, MkdirOptions { recursive })
+            .await
+            .map_err(|e| ActorError::from_vm_path(e, path)),
+    }
 }
 
 /// Refuses a write that would take the root past its capacity
@@ -303,15 +374,8 @@ async fn check_capacity(call: &Call, root: &Root, path: &str, new_size: u64) -> 
 pub fn mkdir(call: Call) -> Reply {
     async move {
         let path = call.args.str(0)?;
-        check_path("path", &path, true)?;
         let recursive = call.args.object(1)?.bool("recursive").unwrap_or(true);
-        match call.route(&[&path]).await? {
-            Route::Direct(root) => root.mkdir_as(&path, recursive, None, VM_USER).await.map_err(|e| fs_error(e, &path))?,
-            Route::Vm(vm) => vm
-                .mkdir(&path, MkdirOptions { recursive })
-                .await
-                .map_err(|e| ActorError::from_vm_path(e, &path))?,
-        }
+        mkdir_one(&call, "path", &path, recursive).await?;
         reply_null()
     }
     .boxed()

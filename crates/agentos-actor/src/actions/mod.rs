@@ -2,6 +2,9 @@
 //! contract table (`crate::contract`), which decodes its arguments first.
 
 pub mod fs;
+pub mod fs_batch;
+pub mod mounts;
+pub mod net;
 pub mod process;
 pub mod shell;
 
