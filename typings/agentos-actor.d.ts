@@ -10,6 +10,7 @@ export type MountEntry = { path: string; kind: string; readOnly: boolean; persis
 export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
+export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
 
 export interface AgentOsActions {
   /** Read a whole file. */
@@ -52,9 +53,17 @@ export interface AgentOsActions {
   createSignedPreviewUrl(port: number, ttlSeconds?: number): Promise<PreviewUrl>;
   /** Revoke a preview URL now (idempotent). */
   expireSignedPreviewUrl(token: string): Promise<null>;
+  /** Schedule a job; it runs at its times even while the actor sleeps (a host alarm wakes it) and survives restarts. */
+  scheduleCron(options: { id?: string; schedule: string; action: unknown; overlap?: "allow" | "skip" | "queue" }): Promise<{ id: string }>;
+  /** Every scheduled job with its last and next run (epoch ms, or null). */
+  listCronJobs(): Promise<CronJob[]>;
+  /** Remove a job; a run in progress finishes. */
+  cancelCronJob(id: string): Promise<null>;
 }
 
 export interface AgentOsEvents {
+  /** A job fired, completed or failed (`time` in epoch ms). */
+  cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
   /** The actor's VM finished booting. */
   vmBooted: (payload: {}) => void;
   /** The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root). */

@@ -5,7 +5,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::actions::{fs, mounts, net, process, shell};
+use crate::actions::{cron, fs, mounts, net, process, shell};
 use crate::args::{Args, Field};
 use crate::error::ActorError;
 use crate::host::HostCtx;
@@ -77,7 +77,7 @@ pub struct Section {
 }
 
 /// The whole contract, area by area.
-pub static SECTIONS: &[&Section] = &[&fs::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &LIFECYCLE];
+pub static SECTIONS: &[&Section] = &[&fs::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &cron::SECTION, &LIFECYCLE];
 
 /// Events about the VM itself.
 static LIFECYCLE: Section = Section {

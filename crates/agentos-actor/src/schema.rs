@@ -69,6 +69,22 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
         read_only INTEGER NOT NULL
     ) STRICT;",
     ),
+    // Cron jobs: each fires through a host alarm (`schedule_at`), so a due
+    // job wakes a sleeping actor.
+    (
+        4,
+        "CREATE TABLE agentos_cron_jobs (
+        id TEXT PRIMARY KEY,
+        schedule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        overlap TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        next_run_ms INTEGER,
+        last_run_ms INTEGER,
+        run_count INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    ) STRICT;",
+    ),
 ];
 
 /// Brings the schema to the latest version. Returns the version reached.

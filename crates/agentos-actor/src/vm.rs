@@ -13,6 +13,7 @@ use crate::config::{ActorConfig, RootFilesystem};
 use crate::error::{ActorError, code};
 use crate::fs::{Fs, FsOptions, js_bridge_callback};
 use crate::host::HostCtx;
+use crate::actions::cron::CronRuns;
 use crate::actions::mounts::{MountTable, apply_stored};
 use crate::live::Live;
 
@@ -138,6 +139,8 @@ pub struct VmSlot {
     teardown: Arc<tokio::sync::Mutex<()>>,
     /// Mounts added with `mountFs`, re-applied at every boot.
     mounts: Arc<MountTable>,
+    /// Cron runs in progress (for the overlap policy).
+    cron_runs: Arc<CronRuns>,
 }
 
 impl Default for VmSlot {
@@ -147,6 +150,7 @@ impl Default for VmSlot {
             root: Arc::new(tokio::sync::OnceCell::new()),
             teardown: Arc::new(tokio::sync::Mutex::new(())),
             mounts: Arc::new(MountTable::default()),
+            cron_runs: Arc::new(CronRuns::default()),
         }
     }
 }
@@ -232,6 +236,11 @@ impl VmSlot {
     /// The mounts added with `mountFs`.
     pub fn mounts(&self) -> &MountTable {
         &self.mounts
+    }
+
+    /// Cron runs in progress.
+    pub fn cron_runs(&self) -> &CronRuns {
+        &self.cron_runs
     }
 
     /// The running VM and its registries, without booting one.

@@ -1,6 +1,7 @@
 //! Action handlers, one module per area. Each handler is named in the
 //! contract table (`crate::contract`), which decodes its arguments first.
 
+pub mod cron;
 pub mod fs;
 pub mod fs_batch;
 pub mod mounts;
