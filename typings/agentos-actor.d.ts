@@ -11,6 +11,9 @@ export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
+export type SoftwareEntry = { package: string; commands: string[] };
+export type AgentEntry = { id: string; installed: boolean };
+export type RuntimeHealth = { booted: boolean; sidecar: { id: string; state: string; activeVmCount: number } | null; processes: number; shells: number };
 
 export interface AgentOsActions {
   /** Read a whole file. */
@@ -59,6 +62,12 @@ export interface AgentOsActions {
   listCronJobs(): Promise<CronJob[]>;
   /** Remove a job; a run in progress finishes. */
   cancelCronJob(id: string): Promise<null>;
+  /** The packages projected into the VM and the commands each provides. */
+  listSoftware(): Promise<SoftwareEntry[]>;
+  /** The agents the VM's packages provide (for sessions). */
+  listAgents(): Promise<AgentEntry[]>;
+  /** Whether the VM runs, its sidecar's state, and what runs in it; never boots the VM. */
+  getRuntimeHealth(): Promise<RuntimeHealth>;
 }
 
 export interface AgentOsEvents {

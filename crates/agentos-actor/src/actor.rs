@@ -41,14 +41,14 @@ pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: C
     host.startup_ready(Ok(()));
 
     let (jobs, queue) = mpsc::unbounded_channel();
-    let worker = tokio::spawn(worker(host.clone(), settings, vm.clone(), queue, cancel.clone()));
+    let worker = tokio::spawn(worker(host.clone(), settings.clone(), vm.clone(), queue, cancel.clone()));
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
             event = host.next_event() => event,
         };
         match event {
-            Ok(Some(event)) => on_event(&host, &jobs, event),
+            Ok(Some(event)) => on_event(&host, &settings, &jobs, event),
             Ok(None) => break,
             Err(error) => {
                 host.log(4, &format!("agentOS actor: next_event failed: {error:#}"));
@@ -61,7 +61,7 @@ pub async fn run(host: HostCtx, settings: Arc<VmSettings>, vm: VmSlot, cancel: C
     Ok(())
 }
 
-fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) {
+fn on_event(host: &HostCtx, settings: &VmSettings, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) {
     let RawEvent { tag, token, payload } = event;
     let enqueue = |job: Job| {
         if let Err(mpsc::error::SendError(job)) = jobs.send(job) {
@@ -72,7 +72,7 @@ fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) 
         }
     };
     match AbiEventTag::from_u32(tag) {
-        Some(AbiEventTag::Action) => match decode_call(&payload) {
+        Some(AbiEventTag::Action) => match decode_call(&payload, &settings.custom_actions) {
             Ok((spec, args)) => enqueue(Job::Action { token, spec, args }),
             Err(error) => host.reply_err(token, &error.to_wire()),
         },
@@ -100,14 +100,16 @@ fn on_event(host: &HostCtx, jobs: &mpsc::UnboundedSender<Job>, event: RawEvent) 
 
 /// Decodes an Action payload against the contract, before any VM work, so
 /// an unknown action or bad arguments never boot a VM.
-fn decode_call(payload: &[u8]) -> Result<(&'static ActionSpec, Args), ActorError> {
+fn decode_call(payload: &[u8], custom: &[&'static ActionSpec]) -> Result<(&'static ActionSpec, Args), ActorError> {
     let (name, raw_args) = decode_action_payload(payload)
         .map_err(|e| ActorError::internal(format!("malformed action event: {e:#}")))?;
     // The cron alarm's internal action is not part of the public table.
     let spec = if name == crate::actions::cron::CRON_TICK.name {
         &crate::actions::cron::CRON_TICK
     } else {
-        contract::find(&name).ok_or_else(|| ActorError::action_not_found(&name))?
+        contract::find(&name)
+            .or_else(|| custom.iter().copied().find(|spec| spec.name == name))
+            .ok_or_else(|| ActorError::action_not_found(&name))?
     };
     let args = args::decode(spec.params, &raw_args)?;
     Ok((spec, args))
@@ -205,7 +207,7 @@ async fn run_action(
     spec: &'static ActionSpec,
     args: Args,
 ) -> Result<Vec<u8>, ActorError> {
-    let call = Call { slot: vm.clone(), settings: settings.clone(), host: host.clone(), args };
+    let call = Call { name: spec.name, slot: vm.clone(), settings: settings.clone(), host: host.clone(), args };
     // A panic in one handler must fail that call, not the actor.
     let result = match AssertUnwindSafe((spec.handler)(call)).catch_unwind().await {
         Ok(result) => result,
@@ -248,7 +250,7 @@ mod tests {
     #[test]
     fn unknown_action_is_named() {
         let payload = encode_action_payload("nope", &cbor(&ciborium::Value::Array(vec![])));
-        let err = decode_call(&payload).unwrap_err();
+        let err = decode_call(&payload, &[]).unwrap_err();
         assert_eq!(err.code, "action_not_found");
         assert!(err.message.contains("`nope`"));
     }
@@ -256,7 +258,7 @@ mod tests {
     #[test]
     fn bad_arguments_fail_before_the_vm() {
         let payload = encode_action_payload("readFile", &cbor(&ciborium::Value::Array(vec![ciborium::Value::Integer(1.into())])));
-        let err = decode_call(&payload).unwrap_err();
+        let err = decode_call(&payload, &[]).unwrap_err();
         assert_eq!(err.code, "invalid_argument");
         assert!(err.message.contains("`path`"));
     }

@@ -32,6 +32,9 @@ pub struct ActorConfig {
     /// Which filesystems clients may mount at runtime (`mountFs`).
     #[serde(default)]
     pub runtime_mounts: RuntimeMounts,
+    /// Actions of this deployment that run a command in the VM.
+    #[serde(default)]
+    pub custom_actions: Vec<crate::actions::custom::CustomAction>,
 }
 
 /// What `mountFs` may mount. A mount plugin reaches outside the VM (a host
@@ -105,6 +108,7 @@ impl Default for ActorConfig {
             root_filesystem: RootFilesystem::default(),
             max_root_bytes: DEFAULT_MAX_ROOT_BYTES,
             runtime_mounts: RuntimeMounts::default(),
+            custom_actions: Vec::new(),
         }
     }
 }

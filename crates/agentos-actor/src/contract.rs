@@ -5,7 +5,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::actions::{cron, fs, mounts, net, process, shell};
+use crate::actions::{cron, fs, mounts, net, process, shell, system};
 use crate::args::{Args, Field};
 use crate::error::ActorError;
 use crate::host::HostCtx;
@@ -13,6 +13,8 @@ use crate::host::HostCtx;
 /// Everything a handler gets: the actor's VM slot (the VM boots on first
 /// use), the host, its decoded arguments.
 pub struct Call {
+    /// The action's name (custom actions share one handler).
+    pub name: &'static str,
     pub slot: crate::vm::VmSlot,
     pub settings: std::sync::Arc<crate::vm::VmSettings>,
     pub host: HostCtx,
@@ -77,7 +79,7 @@ pub struct Section {
 }
 
 /// The whole contract, area by area.
-pub static SECTIONS: &[&Section] = &[&fs::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &cron::SECTION, &LIFECYCLE];
+pub static SECTIONS: &[&Section] = &[&fs::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &cron::SECTION, &system::SECTION, &LIFECYCLE];
 
 /// Events about the VM itself.
 static LIFECYCLE: Section = Section {

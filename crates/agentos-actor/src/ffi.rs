@@ -130,7 +130,9 @@ pub extern "C" fn rivet_actor_factory_new(
             )
         };
         let config = ActorConfig::parse(&config_text)?;
+        let custom_actions = crate::actions::custom::specs(&config.custom_actions)?;
         let settings = VmSettings {
+            custom_actions,
             config: Arc::new(config),
             sidecar_path: sidecar,
             default_pool: plugin.default_pool.clone(),

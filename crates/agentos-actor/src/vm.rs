@@ -27,6 +27,8 @@ pub struct VmSettings {
     pub sidecar_path: String,
     /// The per-plugin-load sidecar pool used when the config names none.
     pub default_pool: String,
+    /// Contract entries of the config's `customActions`.
+    pub custom_actions: Vec<&'static crate::contract::ActionSpec>,
 }
 
 impl VmSettings {

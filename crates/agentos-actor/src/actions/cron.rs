@@ -351,7 +351,8 @@ async fn run_target(call: &Call, target: Target) -> Result<(), String> {
     match target {
         Target::Exec { command, args, cwd, env } => {
             let vm = call.vm().await.map_err(|e| e.message)?;
-            let options = ExecOptions { env: env.unwrap_or_default(), cwd, ..ExecOptions::default() };
+            let defaults = ExecOptions::default();
+            let options = ExecOptions { env: env.unwrap_or_default(), cwd: cwd.or(defaults.cwd.clone()), ..defaults };
             let result = match args {
                 Some(args) => vm.exec_argv_process(&command, &args, options).await,
                 None => vm.exec_process(&command, options).await,
@@ -367,7 +368,7 @@ async fn run_target(call: &Call, target: Target) -> Result<(), String> {
             let spec = crate::contract::find(&name).ok_or_else(|| format!("no action named `{name}`"))?;
             let raw = cbor_args(&args).map_err(|e| e.message)?;
             let args = crate::args::decode(spec.params, &raw).map_err(|e| e.message)?;
-            let inner = Call { slot: call.slot.clone(), settings: call.settings.clone(), host: call.host.clone(), args };
+            let inner = Call { name: spec.name, slot: call.slot.clone(), settings: call.settings.clone(), host: call.host.clone(), args };
             (spec.handler)(inner).await.map(drop).map_err(|e| format!("{}: {}", e.code, e.message))
         }
     }

@@ -2,12 +2,14 @@
 //! contract table (`crate::contract`), which decodes its arguments first.
 
 pub mod cron;
+pub mod custom;
 pub mod fs;
 pub mod fs_batch;
 pub mod mounts;
 pub mod net;
 pub mod process;
 pub mod shell;
+pub mod system;
 
 use serde::Serialize;
 

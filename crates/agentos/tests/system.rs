@@ -1,0 +1,71 @@
+//! Software, agents, runtime health and config-declared custom actions,
+//! against the real engine, host and sidecar.
+
+use std::path::Path;
+
+use rivetkit_client::GetOrCreateOptions;
+use serde_json::{Value, json};
+use testkit::{OwnStack, unique_key};
+
+#[tokio::test]
+async fn software_agents_and_health() {
+    let os = testkit::client()
+        .get_or_create("agentOS", vec![unique_key("system")], GetOrCreateOptions::default())
+        .unwrap();
+    // Health never boots the VM.
+    let health = os.action("getRuntimeHealth", vec![]).await.unwrap();
+    assert_eq!(health, json!({ "booted": false, "sidecar": null, "processes": 0, "shells": 0 }));
+
+    let software = os.action("listSoftware", vec![]).await.unwrap();
+    let commands: Vec<&str> = software
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["commands"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()))
+        .collect();
+    assert!(commands.contains(&"ls") && commands.contains(&"tar"), "{software}");
+    assert!(software.as_array().unwrap().iter().all(|p| p["package"].is_string()), "{software}");
+
+    let agents = os.action("listAgents", vec![]).await.unwrap();
+    assert!(agents.as_array().unwrap().iter().all(|a| a["id"].is_string() && a["installed"].is_boolean()), "{agents}");
+
+    let health = os.action("getRuntimeHealth", vec![]).await.unwrap();
+    assert_eq!(health["booted"], json!(true), "{health}");
+    assert_eq!(health["sidecar"]["state"], json!("ready"), "{health}");
+    assert!(health["sidecar"]["activeVmCount"].as_u64().unwrap() >= 1, "{health}");
+
+    let e = os.action("getRuntimeHealth", vec![json!(1)]).await.unwrap_err();
+    assert!(format!("{e:#}").contains("too many arguments"), "{e:#}");
+}
+
+#[tokio::test]
+async fn custom_actions_run_their_command_with_the_input() {
+    let dir = std::env::temp_dir().join(unique_key("custom"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let greet = "let d = ''; process.stdin.on('data', c => d += c).on('end', () => { const i = JSON.parse(d); \
+                 console.log(JSON.stringify({ hello: i.name, action: process.env.AGENTOS_ACTION, same: process.env.AGENTOS_ACTION_INPUT === d })); });";
+    let config = json!({ "customActions": [
+        { "name": "greet", "command": "node", "args": ["-e", greet], "description": "Says hello." },
+        { "name": "fails", "command": "sh", "args": ["-c", "echo nope >&2; exit 4"] },
+        { "name": "plain", "command": "echo", "args": ["just text"] },
+        { "name": "whereAmI", "command": "node", "args": ["-e", "console.log(process.cwd())"], "cwd": "/tmp" },
+    ] });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let config_path = dir.join("config.json");
+    let stack = OwnStack::start(binary, "custom", &["--actor-config", config_path.to_str().unwrap()]);
+    let os = stack.actor(&unique_key("custom"));
+
+    let hello = os.action("greet", vec![json!({ "name": "ada" })]).await.unwrap();
+    assert_eq!(hello, json!({ "hello": "ada", "action": "greet", "same": true }));
+    assert_eq!(os.action("plain", vec![]).await.unwrap(), json!("just text\n"));
+    assert_eq!(os.action("whereAmI", vec![]).await.unwrap(), json!("/tmp\n"));
+    let e = format!("{:#}", os.action("fails", vec![]).await.unwrap_err());
+    assert!(e.contains("exited with 4") && e.contains("nope"), "{e}");
+    let e = format!("{:#}", os.action("greet", vec![json!(1), json!(2)]).await.unwrap_err());
+    assert!(e.contains("too many arguments"), "{e}");
+    // Built-ins are untouched.
+    assert_eq!(os.action("exists", vec![json!("/tmp")]).await.unwrap(), Value::Bool(true));
+    drop(stack);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
