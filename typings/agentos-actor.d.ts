@@ -11,6 +11,7 @@ export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
+export type ToolKitEntry = { name: string; description?: string; tools: { name: string; description?: string; inputSchema?: unknown; timeoutMs?: number }[]; source: "config" | "registered"; live: boolean };
 export type SoftwareEntry = { package: string; commands: string[] };
 export type AgentEntry = { id: string; installed: boolean };
 export type RuntimeHealth = { booted: boolean; sidecar: { id: string; state: string; activeVmCount: number } | null; processes: number; shells: number };
@@ -62,6 +63,14 @@ export interface AgentOsActions {
   listCronJobs(): Promise<CronJob[]>;
   /** Remove a job; a run in progress finishes. */
   cancelCronJob(id: string): Promise<null>;
+  /** Store a toolkit (replacing one of the same name); the VM offers it from its next boot. */
+  registerToolKit(toolkit: { name: string; description?: string; tools: { name: string; description?: string; inputSchema?: unknown; timeoutMs?: number }[] }): Promise<null>;
+  /** Remove a registered toolkit (from the next VM boot on). */
+  removeToolKit(name: string): Promise<null>;
+  /** The toolkits of config and registry; `live` marks those the running VM offers. */
+  listToolKits(): Promise<ToolKitEntry[]>;
+  /** Answer a `toolCall` event: the guest gets `result`, or fails with `error`. */
+  respondToolCall(callId: string, response: { result?: unknown; error?: string }): Promise<null>;
   /** The packages projected into the VM and the commands each provides. */
   listSoftware(): Promise<SoftwareEntry[]>;
   /** The agents the VM's packages provide (for sessions). */
@@ -73,6 +82,8 @@ export interface AgentOsActions {
 export interface AgentOsEvents {
   /** A job fired, completed or failed (`time` in epoch ms). */
   cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
+  /** A guest called a host tool; answer with `respondToolCall` before its timeout. */
+  toolCall: (payload: { callId: string; toolkit: string; tool: string; input: unknown; timeoutMs: number }) => void;
   /** The actor's VM finished booting. */
   vmBooted: (payload: {}) => void;
   /** The actor's VM stopped (`crashed`: its sidecar process died; the next action boots a new VM on the same durable root). */

@@ -35,6 +35,10 @@ pub struct ActorConfig {
     /// Actions of this deployment that run a command in the VM.
     #[serde(default)]
     pub custom_actions: Vec<crate::actions::custom::CustomAction>,
+    /// Host tools the guest can call (`agentos-<toolkit> <tool>`), answered
+    /// by connected clients.
+    #[serde(default)]
+    pub tool_kits: Vec<crate::actions::tools::ToolKit>,
 }
 
 /// What `mountFs` may mount. A mount plugin reaches outside the VM (a host
@@ -109,6 +113,7 @@ impl Default for ActorConfig {
             max_root_bytes: DEFAULT_MAX_ROOT_BYTES,
             runtime_mounts: RuntimeMounts::default(),
             custom_actions: Vec::new(),
+            tool_kits: Vec::new(),
         }
     }
 }
@@ -120,7 +125,11 @@ impl ActorConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))
+        let config: Self = serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))?;
+        for kit in &config.tool_kits {
+            kit.check().map_err(|e| format!("invalid agentOS config_json: toolKits: {e}"))?;
+        }
+        Ok(config)
     }
 }
 
@@ -152,8 +161,10 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = ActorConfig::parse(r#"{"toolKits":[]}"#).unwrap_err();
-        assert!(e.contains("unknown field `toolKits`"), "{e}");
+        let e = ActorConfig::parse(r#"{"toolkits":[]}"#).unwrap_err();
+        assert!(e.contains("unknown field `toolkits`"), "{e}");
+        let e = ActorConfig::parse(r#"{"toolKits":[{"name":"a b","tools":[{"name":"x"}]}]}"#).unwrap_err();
+        assert!(e.contains("`a b`"), "{e}");
         let e = ActorConfig::parse(r#"{"packages":[{"path":"/x"}]}"#).unwrap_err();
         assert!(e.contains("unknown field `path`"), "{e}");
         let e = ActorConfig::parse(r#"{"sidecar":{"kind":"shared"}}"#).unwrap_err();

@@ -85,6 +85,14 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
         last_error TEXT
     ) STRICT;",
     ),
+    // Toolkits registered by `registerToolKit`, offered from the next boot.
+    (
+        5,
+        "CREATE TABLE agentos_toolkits (
+        name TEXT PRIMARY KEY,
+        definition TEXT NOT NULL
+    ) STRICT;",
+    ),
 ];
 
 /// Brings the schema to the latest version. Returns the version reached.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use agentos_client::config::HostFunctionCollections;
 use agentos_client::{
     AgentOs, AgentOsConfig, AgentOsLimits, AgentOsSidecarConfig, MountPlugin, ResourceLimits, PackageRef, RootFilesystemConfig, RootFilesystemKind,
 };
@@ -14,6 +15,7 @@ use crate::error::{ActorError, code};
 use crate::fs::{Fs, FsOptions, js_bridge_callback};
 use crate::host::HostCtx;
 use crate::actions::cron::CronRuns;
+use crate::actions::tools::{ToolCalls, host_functions};
 use crate::actions::mounts::{MountTable, apply_stored};
 use crate::live::Live;
 
@@ -33,7 +35,7 @@ pub struct VmSettings {
 
 impl VmSettings {
     /// The client config of a VM whose durable root (if any) is `root`.
-    fn client_config(&self, root: Option<Arc<Fs<HostCtx>>>) -> AgentOsConfig {
+    fn client_config(&self, root: Option<Arc<Fs<HostCtx>>>, tools: HostFunctionCollections) -> AgentOsConfig {
         let config = &self.config;
         let pool = self.pool();
         let (root_filesystem, sidecar_js_bridge_callback) = match root {
@@ -67,6 +69,7 @@ impl VmSettings {
             additional_instructions: config.additional_instructions.clone(),
             sidecar: Some(AgentOsSidecarConfig::Shared { pool: Some(pool) }),
             sidecar_binary_path: self.sidecar_binary(),
+            host_functions: tools,
             ..AgentOsConfig::default()
         }
     }
@@ -143,6 +146,8 @@ pub struct VmSlot {
     mounts: Arc<MountTable>,
     /// Cron runs in progress (for the overlap policy).
     cron_runs: Arc<CronRuns>,
+    /// Host-tool calls waiting for a client's answer.
+    tool_calls: Arc<ToolCalls>,
 }
 
 impl Default for VmSlot {
@@ -153,6 +158,7 @@ impl Default for VmSlot {
             teardown: Arc::new(tokio::sync::Mutex::new(())),
             mounts: Arc::new(MountTable::default()),
             cron_runs: Arc::new(CronRuns::default()),
+            tool_calls: Arc::new(ToolCalls::default()),
         }
     }
 }
@@ -186,7 +192,12 @@ impl VmSlot {
             return Ok((booted.vm, booted.live));
         }
         let root = self.root(settings, host).await?;
-        let vm = match AgentOs::create(settings.client_config(root.clone())).await {
+        let tools = if host.sql_is_enabled() {
+            host_functions(&settings.config.tool_kits, host, &self.tool_calls).await
+        } else {
+            Default::default()
+        };
+        let vm = match AgentOs::create(settings.client_config(root.clone(), tools.clone())).await {
             Ok(vm) => vm,
             // The pool's cached sidecar died (another actor's VM may have
             // noticed first, or nobody has): drop it and start a new one.
@@ -195,7 +206,7 @@ impl VmSlot {
                 if let Ok(sidecar) = AgentOs::get_shared_sidecar(Some(settings.pool()), settings.sidecar_binary()).await {
                     let _ = sidecar.dispose().await;
                 }
-                AgentOs::create(settings.client_config(root)).await.map_err(|e| {
+                AgentOs::create(settings.client_config(root, tools)).await.map_err(|e| {
                     ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
                 })?
             }
@@ -238,6 +249,11 @@ impl VmSlot {
     /// The mounts added with `mountFs`.
     pub fn mounts(&self) -> &MountTable {
         &self.mounts
+    }
+
+    /// Host-tool calls waiting for answers.
+    pub fn tool_calls(&self) -> &ToolCalls {
+        &self.tool_calls
     }
 
     /// Cron runs in progress.

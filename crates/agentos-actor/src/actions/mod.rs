@@ -10,6 +10,7 @@ pub mod net;
 pub mod process;
 pub mod shell;
 pub mod system;
+pub mod tools;
 
 use serde::Serialize;
 
