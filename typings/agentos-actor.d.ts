@@ -6,6 +6,8 @@ export type BatchReadResult = { path: string; content?: Uint8Array; error?: stri
 export type BatchWriteResult = { path: string; success: boolean; error?: string };
 export type RecursiveEntry = { path: string; type: "file" | "directory" | "symlink"; size: number };
 export type FsCheckReport = { clean: boolean; inodes: number; entries: number; chunks: number; problems: string[] };
+export type SnapshotEntry = { path: string; type: "directory" | "file" | "symlink" | "hardlink"; mode: number; uid: number; gid: number; mtimeMs: number; content?: Uint8Array; target?: string; linkTo?: string };
+export type RootSnapshot = { format: "agentos-root-v1"; entries: SnapshotEntry[] };
 export type MountEntry = { path: string; kind: string; readOnly: boolean; persisted: boolean };
 export type ExecResult = { exitCode: number; stdout: string; stderr: string };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
@@ -43,6 +45,10 @@ export interface AgentOsActions {
   readdirRecursive(path: string, options?: { maxDepth?: number; exclude?: string[] }): Promise<RecursiveEntry[]>;
   /** Check the durable root's stored structures (every inode reachable, link counts, chunks) and report any problem; like `fsck -n`. */
   checkRootFilesystem(): Promise<FsCheckReport>;
+  /** Export the whole durable root: every entry with its bytes, mode, owner, mtime, symlink target and hard links (at most 20 MiB of file content). */
+  snapshotRootFilesystem(): Promise<RootSnapshot>;
+  /** Write a snapshot into this actor's durable root; the VM must not be running (call it first on a new actor to start that actor from the snapshot). */
+  restoreRootFilesystem(snapshot: { format: string; entries: unknown }): Promise<{ entries: number; bytes: number }>;
   /** Mount a filesystem at `path` now and at every later VM boot (stored in the actor). */
   mountFs(path: string, driver: { id: string; config?: unknown }, options?: { readOnly?: boolean }): Promise<null>;
   /** Remove a mount added with `mountFs` (now and for later boots). */

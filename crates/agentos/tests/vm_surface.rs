@@ -282,3 +282,53 @@ async fn mounts_and_previews_survive_sleep() {
     drop(stack);
     std::fs::remove_dir_all(&shared).unwrap();
 }
+
+#[tokio::test]
+async fn a_snapshot_starts_a_new_actor_with_the_same_root() {
+    let source = actor("agentOS", &unique_key("snap-src"));
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    source.action("mkdir", vec![json!("/workspace/s")]).await.unwrap();
+    source.action("writeFile", vec![json!("/workspace/s/data.bin"), uint8array(&binary)]).await.unwrap();
+    let out = source
+        .action(
+            "exec",
+            vec![json!("cd /workspace/s && echo text > a.txt && node -e \"require('fs').chmodSync('/workspace/s/a.txt', 0o640)\" && ln -s a.txt link && node -e \"require('fs').linkSync('/workspace/s/data.bin', '/workspace/s/hard.bin')\" && mkdir -p d/e")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["exitCode"], json!(0), "{out}");
+    let snapshot = source.action("snapshotRootFilesystem", vec![]).await.unwrap();
+    assert_eq!(snapshot["format"], json!("agentos-root-v1"));
+    let entries = snapshot["entries"].as_array().unwrap();
+    let entry = |path: &str| entries.iter().find(|e| e["path"] == json!(path)).cloned().unwrap_or_else(|| panic!("{path} missing"));
+    assert_eq!(entry("/workspace/s/link")["target"], json!("a.txt"));
+    let links = [entry("/workspace/s/data.bin"), entry("/workspace/s/hard.bin")];
+    assert!(links.iter().any(|e| e["type"] == json!("hardlink")), "{links:?}");
+
+    let copy = actor("agentOS", &unique_key("snap-copy"));
+    let restored = copy.action("restoreRootFilesystem", vec![snapshot.clone()]).await.unwrap();
+    assert!(restored["entries"].as_u64().unwrap() > 10, "{restored}");
+    let read = copy.action("readFile", vec![json!("/workspace/s/hard.bin")]).await.unwrap();
+    assert_eq!(bytes_of(&read), binary);
+    for path in ["/workspace/s/a.txt", "/workspace/s/data.bin", "/workspace/s/d"] {
+        let (a, b) = (
+            source.action("stat", vec![json!(path)]).await.unwrap(),
+            copy.action("stat", vec![json!(path)]).await.unwrap(),
+        );
+        for field in ["mode", "uid", "gid", "size", "nlink", "mtimeMs"] {
+            assert_eq!(a[field], b[field], "{path} {field}: {a} vs {b}");
+        }
+    }
+    let out = copy.action("exec", vec![json!("cd /workspace/s && readlink link && cat link")]).await.unwrap();
+    assert_eq!(out["stdout"], json!("a.txt\ntext\n"), "{out}");
+    let check = copy.action("checkRootFilesystem", vec![]).await.unwrap();
+    assert_eq!(check["clean"], json!(true), "{check}");
+
+    // The VM now runs: a restore would write under it.
+    let e = error_of(&copy, "restoreRootFilesystem", vec![snapshot]).await;
+    assert!(e.contains("stopped VM"), "{e}");
+    let e = error_of(&copy, "restoreRootFilesystem", vec![json!({ "format": "tar", "entries": [] })]).await;
+    assert!(e.contains("`snapshot.format`"), "{e}");
+    let e = error_of(&copy, "restoreRootFilesystem", vec![json!({ "format": "agentos-root-v1" })]).await;
+    assert!(e.contains("`snapshot.entries`"), "{e}");
+}

@@ -9,6 +9,7 @@ pub mod mounts;
 pub mod net;
 pub mod process;
 pub mod shell;
+pub mod snapshot;
 pub mod system;
 pub mod tools;
 
