@@ -45,9 +45,9 @@ export interface AgentOsActions {
   spawn(command: string, args: string[], options?: { env?: Record<string, string>; cwd?: string; streamStdin?: boolean; stdin?: string | Uint8Array }): Promise<{ pid: number }>;
   /** Wait for a spawned process to exit and return its exit code (after its last `processOutput`). */
   waitProcess(pid: number): Promise<number>;
-  /** Send SIGKILL to a spawned process (no-op once it exited). */
+  /** Send SIGKILL to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited). */
   killProcess(pid: number): Promise<null>;
-  /** Send SIGTERM to a spawned process (no-op once it exited). */
+  /** Send SIGTERM to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited). */
   stopProcess(pid: number): Promise<null>;
   /** Describe one spawned process. */
   getProcess(pid: number): Promise<SpawnedProcessInfo>;

@@ -3,6 +3,7 @@
 
 use futures::FutureExt;
 
+use super::stdin::{OpKind, submit};
 use super::{Reply, pid_arg, pid_error, process_not_found};
 use crate::actions::{reply, reply_null};
 use crate::contract::Call;
@@ -43,6 +44,12 @@ pub fn stop_process(call: Call) -> Reply {
 fn signal(call: Call, kill: bool) -> Reply {
     async move {
         let pid = pid_arg(&call)?;
+        // Ours go through the process's ordered queue (see `stdin`), so a
+        // signal sent right after `spawn` is not lost.
+        if let Some(result) = submit(&call, pid, OpKind::Signal { kill }).await {
+            result?;
+            return reply_null();
+        }
         let (vm, _) = call.slot.running().ok_or_else(|| process_not_found(pid))?;
         if kill { vm.kill_process(pid) } else { vm.stop_process(pid) }.map_err(|e| pid_error(pid, e))?;
         reply_null()

@@ -129,7 +129,7 @@ pub static SECTION: Section = Section {
         },
         ActionSpec {
             name: "killProcess",
-            summary: "Send SIGKILL to a spawned process (no-op once it exited).",
+            summary: "Send SIGKILL to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited).",
             params: &[PID],
             returns: "null",
             handler: manage::kill_process,
@@ -137,7 +137,7 @@ pub static SECTION: Section = Section {
         },
         ActionSpec {
             name: "stopProcess",
-            summary: "Send SIGTERM to a spawned process (no-op once it exited).",
+            summary: "Send SIGTERM to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited).",
             params: &[PID],
             returns: "null",
             handler: manage::stop_process,

@@ -1,4 +1,4 @@
-//! Ordered, never-lost stdin delivery to spawned processes.
+//! Ordered, never-lost stdin delivery (and signals) to spawned processes.
 //!
 //! agentos-client 0.2.21 has two stdin pitfalls (agentos-engine.md, pitfall
 //! 2): a write sent before the sidecar has started the process is dropped,
@@ -6,11 +6,9 @@
 //! own wire request, so on a multi-threaded runtime two calls can reach the
 //! wire in either order. We fix both:
 //!
-//! - one task per process applies its writes and close in the order they were
-//!   queued, and holds the first one back until the process shows in the
-//!   kernel table under its spawn pid (the client maps that pid to the kernel
-//!   pid only once the sidecar answered the spawn, i.e. once it can accept
-//!   stdin);
+//! - one task per process applies its writes, close and signals in the order
+//!   they were queued, and holds the first one back until the process runs
+//!   in the kernel table (see `wait_started`);
 //! - those tasks run on a per-VM single-threaded runtime (the "lane"), so the
 //!   requests the client spawns are first polled in spawn order, and each one
 //!   queues its frame on the sidecar's one FIFO request channel on that first
@@ -19,7 +17,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use agentos_client::{AgentOs, StdinInput};
+use agentos_client::{AgentOs, ProcessStatus, StdinInput};
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,9 +37,13 @@ pub(crate) struct StdinOp {
     done: Option<oneshot::Sender<Result<(), ActorError>>>,
 }
 
-enum OpKind {
+pub(crate) enum OpKind {
     Write(Vec<u8>),
     Close,
+    /// SIGKILL (true) or SIGTERM (false). Signals share the queue: the
+    /// client sends them fire-and-forget too, and one sent before the
+    /// process runs is lost the same way.
+    Signal { kill: bool },
 }
 
 /// The sending end of one process's stdin queue.
@@ -101,14 +103,15 @@ impl StdinLane {
 async fn deliver(vm: AgentOs, pid: u32, mut ops: mpsc::UnboundedReceiver<StdinOp>) {
     let mut started = false;
     while let Some(op) = ops.recv().await {
-        let closing = matches!(op.kind, OpKind::Close);
+        let idempotent = matches!(op.kind, OpKind::Close | OpKind::Signal { .. });
         let mut result = if started { Ok(()) } else { wait_started(&vm, pid).await };
         started = result.is_ok();
         if started {
             result = apply(&vm, pid, op.kind);
         }
-        // Closing the stdin of a process that already ended is a no-op.
-        if closing && matches!(&result, Err(e) if e.code == code::PROCESS_EXITED) {
+        // Closing the stdin of (or signalling) a process that already ended
+        // is a no-op.
+        if idempotent && matches!(&result, Err(e) if e.code == code::PROCESS_EXITED) {
             result = Ok(());
         }
         match op.done {
@@ -134,28 +137,44 @@ fn apply(vm: &AgentOs, pid: u32, kind: OpKind) -> Result<(), ActorError> {
     match kind {
         OpKind::Write(data) => vm.write_process_stdin(pid, StdinInput::Bytes(data)),
         OpKind::Close => vm.close_process_stdin(pid),
+        OpKind::Signal { kill: true } => vm.kill_process(pid),
+        OpKind::Signal { kill: false } => vm.stop_process(pid),
     }
     .map_err(|e| pid_error(pid, e))
 }
 
-/// Waits until the sidecar has started the process (it appears in the
-/// kernel table under its spawn pid, with a driver), or it ended.
+/// Waits until the sidecar has started the process, or it ended.
+///
+/// The 0.2.21 sidecar answers a spawn without the kernel pid, so the client
+/// never links its spawn pid to the kernel table entry (that entry shows up
+/// under the kernel pid, our command and args, and a driver). We count: once
+/// the kernel runs at least as many processes with this command and args as
+/// clients spawned up to and including this pid, this one runs. (A
+/// concurrent `exec` of the very same argv could be counted in its place;
+/// that is the one imprecision.)
 async fn wait_started(vm: &AgentOs, pid: u32) -> Result<(), ActorError> {
     let deadline = tokio::time::Instant::now() + START_WAIT;
     let mut pause = Duration::from_millis(2);
     loop {
-        let info = vm.get_process(pid).map_err(|e| pid_error(pid, e))?;
-        if !info.running {
+        let me = vm.get_process(pid).map_err(|e| pid_error(pid, e))?;
+        if !me.running {
             return Err(process_exited(pid));
         }
         let table = vm.all_processes().await.map_err(ActorError::from_vm)?;
-        if table.iter().any(|p| p.pid == pid && !p.driver.is_empty()) {
+        let same = |command: &str, args: &[String]| command == me.command && args == me.args.as_slice();
+        let spawned =
+            vm.list_processes().iter().filter(|p| p.running && p.pid <= pid && same(&p.command, &p.args)).count();
+        let running = table
+            .iter()
+            .filter(|p| !p.driver.is_empty() && p.status == ProcessStatus::Running && same(&p.command, &p.args))
+            .count();
+        if running >= spawned {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(ActorError::new(
                 code::VM_ERROR,
-                format!("process {pid} did not start within {} s; stdin not delivered", START_WAIT.as_secs()),
+                format!("process {pid} did not start within {} s", START_WAIT.as_secs()),
             )
             .with_field("pid", pid));
         }
@@ -175,31 +194,28 @@ pub(crate) fn queue_initial(queue: &StdinQueue, data: Option<Vec<u8>>, close: bo
     }
 }
 
-/// Queues one operation on a process of this VM and waits for it to be
-/// handed to the VM.
-async fn submit(call: &Call, pid: u32, kind: OpKind) -> Result<(), ActorError> {
-    let Some((_, live)) = call.slot.running() else {
-        return Err(process_not_found(pid));
-    };
+/// Queues one operation on a process this VM's clients spawned and waits
+/// until it was handed to the VM. `None`: not one of ours (or no VM).
+pub(crate) async fn submit(call: &Call, pid: u32, kind: OpKind) -> Option<Result<(), ActorError>> {
+    let (_, live) = call.slot.running()?;
     let (done, outcome) = oneshot::channel();
     {
         let processes = lock(&live.processes);
-        let state = processes.get(&pid).ok_or_else(|| process_not_found(pid))?;
-        state
-            .stdin
-            .send(StdinOp { kind, done: Some(done) })
-            .map_err(|_| process_exited(pid))?;
+        let state = processes.get(&pid)?;
+        if state.stdin.send(StdinOp { kind, done: Some(done) }).is_err() {
+            return Some(Err(process_exited(pid)));
+        }
     }
-    outcome.await.map_err(|_| {
-        ActorError::new(code::VM_UNAVAILABLE, "the VM stopped before the stdin operation was delivered")
-    })?
+    Some(outcome.await.unwrap_or_else(|_| {
+        Err(ActorError::new(code::VM_UNAVAILABLE, "the VM stopped before the operation was delivered"))
+    }))
 }
 
 pub fn write_process_stdin(call: Call) -> Reply {
     async move {
         let pid = pid_arg(&call)?;
         let data = call.args.bytes(1)?;
-        submit(&call, pid, OpKind::Write(data)).await?;
+        submit(&call, pid, OpKind::Write(data)).await.unwrap_or_else(|| Err(process_not_found(pid)))?;
         reply_null()
     }
     .boxed()
@@ -208,7 +224,7 @@ pub fn write_process_stdin(call: Call) -> Reply {
 pub fn close_process_stdin(call: Call) -> Reply {
     async move {
         let pid = pid_arg(&call)?;
-        submit(&call, pid, OpKind::Close).await?;
+        submit(&call, pid, OpKind::Close).await.unwrap_or_else(|| Err(process_not_found(pid)))?;
         reply_null()
     }
     .boxed()
