@@ -331,6 +331,30 @@ async fn execute_and_evaluate_javascript_and_typescript() {
 }
 
 #[tokio::test]
+async fn replay_is_bounded_and_reports_what_it_dropped() {
+    let gateway = Gateway::new(ACTOR, &unique_key("proc-overflow")).unwrap();
+    // 1.6 MB in 16 writes: more than the 1 MiB log keeps.
+    let script = "for (let i = 0; i < 16; i++) process.stdout.write(String(i % 10).repeat(100000));";
+    let pid = gateway.action("spawn", vec![json!("node"), json!(["-e", script])]).await.unwrap()["pid"].as_u64().unwrap();
+    assert_eq!(gateway.action("waitProcess", vec![json!(pid)]).await.unwrap(), json!(0));
+    let replay = gateway.action("readProcessOutput", vec![json!(pid)]).await.unwrap();
+    let chunks = replay["chunks"].as_array().unwrap();
+    let missed = replay["missed"].as_u64().unwrap();
+    assert!(missed > 0, "older chunks were dropped and reported: missed {missed}");
+    assert_eq!(chunks[0]["seq"].as_u64().unwrap(), missed + 1, "the kept chunks follow the dropped ones");
+    assert_eq!(chunks.last().unwrap()["seq"], replay["lastSeq"]);
+    let sizes: Vec<usize> = chunks.iter().map(|c| data(&c["data"]).len()).collect();
+    let kept: usize = sizes.iter().sum();
+    assert!(kept <= (1 << 20) + sizes.iter().max().unwrap(), "kept {kept} bytes");
+    // The newest output is all there: the log ends with the last digit.
+    let tail = data(&chunks.last().unwrap()["data"]);
+    assert_eq!(*tail.last().unwrap(), b'5');
+    // A client further along misses nothing it did not already have.
+    let later = gateway.action("readProcessOutput", vec![json!(pid), json!(missed)]).await.unwrap();
+    assert_eq!(later["missed"], json!(0));
+}
+
+#[tokio::test]
 async fn every_process_action_names_its_bad_argument() {
     let gateway = Gateway::new(ACTOR, &unique_key("proc-bad")).unwrap();
     let cases: &[(&str, Vec<Value>, &str)] = &[
