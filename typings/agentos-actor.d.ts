@@ -10,6 +10,13 @@ export type SnapshotEntry = { path: string; type: "directory" | "file" | "symlin
 export type RootSnapshot = { format: "agentos-root-v1"; entries: SnapshotEntry[] };
 export type MountEntry = { path: string; kind: string; readOnly: boolean; persisted: boolean };
 export type ExecResult = { exitCode: number; stdout: string; stderr: string };
+export type CodeResult = { outcome: "succeeded" | "failed" | "cancelled" | "timedOut"; exitCode: number | null; stdout: string; stderr: string; stdoutTruncated: boolean; stderrTruncated: boolean; error: { code: string; name: string; message: string; stack: string | null } | null };
+export type EvaluationResult = CodeResult & { value: unknown };
+export type SpawnedProcessInfo = { pid: number; command: string; args: string[]; running: boolean; exitCode: number | null; startedAt: number };
+export type ProcessInfo = { pid: number; ppid: number; pgid: number; sid: number; driver: string; command: string; args: string[]; cwd: string; status: "running" | "exited"; exitCode: number | null; startTime: number; exitTime: number | null };
+export type ProcessTreeNode = ProcessInfo & { children: ProcessTreeNode[] };
+export type OutputChunk = { seq: number; stream: "stdout" | "stderr"; data: Uint8Array };
+export type Replay = { chunks: OutputChunk[]; lastSeq: number; missed: number };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
@@ -56,7 +63,35 @@ export interface AgentOsActions {
   /** The VM's live mount table; `persisted` marks mounts added with `mountFs`. */
   listMounts(): Promise<MountEntry[]>;
   /** Run a command line (shell syntax allowed) to completion and return its output. */
-  exec(command: string, options?: { env?: Record<string, string>; cwd?: string }): Promise<ExecResult>;
+  exec(command: string, options?: { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number }): Promise<ExecResult>;
+  /** Run a command with an exact argument vector (no shell parsing) to completion. */
+  execArgv(command: string, args: string[], options?: { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number }): Promise<ExecResult>;
+  /** Run a JavaScript or TypeScript program in the VM's V8 (Node 22 API) and return its output. One action with a `language` argument mirrors the engine's per-language execute calls; Python is absent because engine 0.2.21 ships no Python runtime. */
+  executeCode(language: "javascript" | "typescript", code: string, options?: { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number }): Promise<CodeResult>;
+  /** Evaluate a JavaScript or TypeScript expression and return its JSON value with the run's output. */
+  evaluateCode(language: "javascript" | "typescript", expression: string, options?: { env?: Record<string, string>; cwd?: string; stdin?: string | Uint8Array; timeoutMs?: number }): Promise<EvaluationResult>;
+  /** Start a process; its output arrives as `processOutput` events (also kept for `readProcessOutput`) and its end as `processExit`. No PTY: engine 0.2.21 spawns processes on pipes only (use a shell for a terminal). */
+  spawn(command: string, args: string[], options?: { env?: Record<string, string>; cwd?: string; streamStdin?: boolean; stdin?: string | Uint8Array }): Promise<{ pid: number }>;
+  /** Wait for a spawned process to exit and return its exit code (after its last `processOutput`). */
+  waitProcess(pid: number): Promise<number>;
+  /** Send SIGKILL to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited). */
+  killProcess(pid: number): Promise<null>;
+  /** Send SIGTERM to a spawned process, once it runs and after its earlier stdin operations (no-op once it exited). */
+  stopProcess(pid: number): Promise<null>;
+  /** Describe one spawned process. */
+  getProcess(pid: number): Promise<SpawnedProcessInfo>;
+  /** List the processes clients spawned in the running VM (none while it is not booted). */
+  listProcesses(): Promise<SpawnedProcessInfo[]>;
+  /** List the VM kernel's whole process table (none while the VM is not booted). */
+  allProcesses(): Promise<ProcessInfo[]>;
+  /** The kernel process table as a forest linked by parent pid. */
+  processTree(): Promise<ProcessTreeNode[]>;
+  /** Write to a spawned process's stdin. Writes are delivered in order and only once the process runs; the reply comes when the data was handed to the VM. */
+  writeProcessStdin(pid: number, data: string | Uint8Array): Promise<null>;
+  /** Close a spawned process's stdin (after every earlier write), so it reads end of file. */
+  closeProcessStdin(pid: number): Promise<null>;
+  /** Replay a spawned process's output after sequence number `after` (default 0: all that is kept). The log keeps the newest 1 MiB; `missed` counts chunks dropped before they could be replayed. */
+  readProcessOutput(pid: number, after?: number): Promise<Replay>;
   /** Send an HTTP request to a server listening on `port` inside the VM. */
   vmFetch(port: number, url: string, options?: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<FetchResponse>;
   /** Create an unguessable URL path that proxies HTTP to a guest port until it expires (`ttlSeconds` at most 86400; 0 or absent: 3600). */
@@ -86,6 +121,10 @@ export interface AgentOsActions {
 }
 
 export interface AgentOsEvents {
+  /** A chunk of a spawned process's output; `seq` numbers the process's chunks from 1 (the `readProcessOutput` cursor). */
+  processOutput: (payload: { pid: number; seq: number; stream: "stdout" | "stderr"; data: Uint8Array }) => void;
+  /** A spawned process exited; sent after its last `processOutput`. */
+  processExit: (payload: { pid: number; exitCode: number }) => void;
   /** A job fired, completed or failed (`time` in epoch ms). */
   cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
   /** A guest called a host tool; answer with `respondToolCall` before its timeout. */

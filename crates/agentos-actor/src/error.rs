@@ -18,6 +18,8 @@ pub mod code {
     pub const ACTION_NOT_FOUND: &str = "action_not_found";
     /// The VM could not be booted or is shutting down.
     pub const VM_UNAVAILABLE: &str = "vm_unavailable";
+    /// Stdin work on a spawned process that already exited.
+    pub const PROCESS_EXITED: &str = "process_exited";
     /// A VM resource limit refused the operation.
     pub const RESOURCE_LIMIT: &str = "resource_limit";
     /// The event kind is not offered by this actor (raw WebSockets, queues).

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::actions::process::ProcessState;
+use crate::actions::process::{ProcessState, StdinLane};
 use crate::actions::shell::ShellState;
 
 /// Bytes of output kept per process or shell for replay; older chunks are
@@ -20,6 +20,8 @@ pub const OUTPUT_LOG_BYTES: usize = 1 << 20;
 pub struct Live {
     pub processes: Mutex<BTreeMap<u32, ProcessState>>,
     pub shells: Mutex<BTreeMap<String, ShellState>>,
+    /// The thread that delivers spawned processes' stdin in order.
+    pub stdin: StdinLane,
 }
 
 /// Locks a registry, surviving a panic of an earlier holder (the maps stay
