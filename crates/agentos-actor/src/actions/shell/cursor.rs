@@ -38,6 +38,9 @@ pub struct CursorTracker {
     saved: (u16, u16),
     state: State,
     params: Vec<u8>,
+    /// How far the printed text matches an echoed report `^[[<row>;<col>R`.
+    echo: u8,
+    echoed: usize,
 }
 
 impl CursorTracker {
@@ -50,6 +53,8 @@ impl CursorTracker {
             saved: (0, 0),
             state: State::Ground,
             params: Vec::new(),
+            echo: 0,
+            echoed: 0,
         }
     }
 
@@ -64,6 +69,13 @@ impl CursorTracker {
     /// 1-based `(row, col)` as a terminal reports it.
     pub fn position(&self) -> (u16, u16) {
         (self.row + 1, self.col.min(self.cols - 1) + 1)
+    }
+
+    /// Reports that came back as printed text since the last call: they
+    /// reached the terminal while it echoed input (a command was running,
+    /// not the line editor), so the line editor will not read them.
+    pub fn take_echoed(&mut self) -> usize {
+        std::mem::take(&mut self.echoed)
     }
 
     /// Follows `output` and returns one cursor position report for every
@@ -108,8 +120,29 @@ impl CursorTracker {
             b'\t' => self.col = ((self.col / 8 + 1) * 8).min(self.cols - 1),
             // Other controls and UTF-8 continuation bytes take no cell.
             0x00..=0x1f | 0x7f | 0x80..=0xbf => {}
-            _ => self.print(),
+            _ => {
+                self.match_echo(byte);
+                self.print();
+            }
         }
+    }
+
+    /// Advances the `^[[<digits>;<digits>R` matcher by one printed byte.
+    fn match_echo(&mut self, byte: u8) {
+        // States: 0 start, 1 `^`, 2 `^[`, 3 `^[[`, 4 row digits, 5 `;`, 6 col digits.
+        self.echo = match (self.echo, byte) {
+            (_, b'^') => 1,
+            (1, b'[') => 2,
+            (2, b'[') => 3,
+            (3 | 4, b'0'..=b'9') => 4,
+            (4, b';') => 5,
+            (5 | 6, b'0'..=b'9') => 6,
+            (6, b'R') => {
+                self.echoed += 1;
+                0
+            }
+            _ => 0,
+        };
     }
 
     fn print(&mut self) {
@@ -317,6 +350,18 @@ mod tests {
         // String terminator form of the title command.
         assert!(t.feed(b"\x1b]2;t\x1b\\x\x1b[6n").len() == 1);
         assert_eq!(t.position(), (1, 4));
+    }
+
+    #[test]
+    fn counts_reports_echoed_back_as_text() {
+        let mut t = CursorTracker::default();
+        t.feed(b"^[[3;1");
+        t.feed(b"1R\r\nout\r\n^[[12;1R ^[[x;1R ^[3;1R");
+        assert_eq!(t.take_echoed(), 2);
+        assert_eq!(t.take_echoed(), 0);
+        // A real report from the terminal is not an echo.
+        t.feed(b"\x1b[3;11R");
+        assert_eq!(t.take_echoed(), 0);
     }
 
     #[test]

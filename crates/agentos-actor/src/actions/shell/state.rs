@@ -41,6 +41,10 @@ pub struct ShellState {
     pub closed: bool,
     /// Answers the shell's cursor queries from its output.
     cursor: CursorTracker,
+    /// Answers seen echoed back (lost), to replace at the next query.
+    lost_answers: usize,
+    /// The shell asked for the cursor position at least once.
+    queried: bool,
     writer: mpsc::UnboundedSender<Write>,
     exit: watch::Sender<Option<i32>>,
     _subscriptions: Vec<Subscription>,
@@ -108,7 +112,15 @@ pub fn open(vm: &AgentOs, live: &Arc<Live>, host: &HostCtx, request: OpenRequest
     let id = handle.shell_id;
 
     let (writer, queue) = mpsc::unbounded_channel();
-    tokio::spawn(write_in_order(vm.clone(), id.clone(), queue));
+    let cursor = CursorTracker::new(cols, rows);
+    if runs_line_editor(&command, &request.args) {
+        // Answers ahead, see `runs_line_editor`.
+        let (row, col) = cursor.position();
+        for _ in 0..ANSWERS_AHEAD {
+            let _ = writer.send(Write { data: format!("\x1b[{row};{col}R").into_bytes(), done: None });
+        }
+    }
+    tokio::spawn(write_in_order(vm.clone(), host.clone(), id.clone(), queue));
 
     // Every pump holds a clone of `drained`; the exit waiter sees the channel
     // close once the data and stderr streams ended and their pumps are gone.
@@ -136,7 +148,9 @@ pub fn open(vm: &AgentOs, live: &Arc<Live>, host: &HostCtx, request: OpenRequest
             rows,
             exit_code: None,
             closed: false,
-            cursor: CursorTracker::new(cols, rows),
+            cursor,
+            lost_answers: 0,
+            queried: false,
             writer,
             exit: watch::channel(None).0,
             _subscriptions: subscriptions,
@@ -145,14 +159,57 @@ pub fn open(vm: &AgentOs, live: &Arc<Live>, host: &HostCtx, request: OpenRequest
     Ok(id)
 }
 
+/// Largest single write to the VM when queued writes are joined.
+const MAX_WRITE_BYTES: usize = 64 * 1024;
+
+/// Cursor answers kept queued ahead of the line editor's queries.
+const ANSWERS_AHEAD: usize = 2;
+
+/// Whether `command` is the guest's interactive shell (brush), whose line
+/// editor asks for the cursor position at every prompt and gives up after
+/// two seconds without an answer.
+///
+/// The VM cannot deliver input to a guest that is blocked waiting for it
+/// (the write lands only when that wait times out), so an answer sent after
+/// the query always comes too late. The actor therefore keeps the shell
+/// [`ANSWERS_AHEAD`] answers ahead: it sends them when the shell opens, and
+/// the answer to each query is what the line editor reads at a later query
+/// (it keeps unread reports queued in its own memory). An answer that
+/// arrives just after the editor handed a command line to the shell is
+/// echoed and lost; the actor sees the echo and sends a replacement with
+/// its next answer, when the editor reads again. The cost: the editor
+/// learns each position a query or two late, so its redraws may land on a
+/// stale row.
+fn runs_line_editor(command: &str, args: &[String]) -> bool {
+    let name = command.rsplit('/').next().unwrap_or(command);
+    matches!(name, "sh" | "bash" | "brush")
+        && args.iter().all(|a| a.starts_with('-') && a != "-c")
+}
+
 /// The shell's single writer: client writes and cursor answers reach the
-/// VM one at a time, in the order they were queued (the client's own
-/// `write_shell` spawns a task per write and so may reorder them).
-async fn write_in_order(vm: AgentOs, id: String, mut queue: mpsc::UnboundedReceiver<Write>) {
-    while let Some(Write { data, done }) = queue.recv().await {
-        let result = vm.write_shell_awaited(&id, StdinInput::Bytes(data)).await;
-        if let Some(done) = done {
-            let _ = done.send(result.map_err(|e| ActorError::from_vm(e.into())));
+/// VM in the order they were queued (the client's own `write_shell` spawns
+/// a task per write and so may reorder them).
+///
+/// The VM takes input only when the guest next reads, which at an idle
+/// prompt can be seconds away; writes queued meanwhile go out together as
+/// one, so a burst of keystrokes costs one such wait, not one each.
+async fn write_in_order(vm: AgentOs, host: HostCtx, id: String, mut queue: mpsc::UnboundedReceiver<Write>) {
+    while let Some(first) = queue.recv().await {
+        let mut data = first.data;
+        let mut waiting: Vec<_> = first.done.into_iter().collect();
+        let mut answers_only = waiting.is_empty();
+        while data.len() < MAX_WRITE_BYTES {
+            let Ok(next) = queue.try_recv() else { break };
+            data.extend_from_slice(&next.data);
+            answers_only &= next.done.is_none();
+            waiting.extend(next.done);
+        }
+        let result = vm.write_shell_awaited(&id, StdinInput::Bytes(data)).await.map_err(|e| ActorError::from_vm(e.into()));
+        if let (Err(error), true) = (&result, answers_only) {
+            host.log(3, &format!("shell {id}: answering a cursor query failed: {error}"));
+        }
+        for done in waiting {
+            let _ = done.send(result.clone());
         }
     }
 }
@@ -189,7 +246,17 @@ fn data_pump(
                 // Cursor queries are answered from the full terminal stream,
                 // whether or not a client is attached.
                 for report in shell.cursor.feed(&chunk.data) {
-                    let _ = shell.writer.send(Write { data: report, done: None });
+                    shell.queried = true;
+                    // Replace answers lost since the last query.
+                    for _ in 0..=std::mem::take(&mut shell.lost_answers) {
+                        let _ = shell.writer.send(Write { data: report.clone(), done: None });
+                    }
+                }
+                // Echoes before the first query are the answers sent ahead,
+                // still waiting for the editor: not lost.
+                let echoed = shell.cursor.take_echoed();
+                if shell.queried {
+                    shell.lost_answers = (shell.lost_answers + echoed).min(ANSWERS_AHEAD);
                 }
                 "shellData"
             }
