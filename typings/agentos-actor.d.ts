@@ -17,6 +17,8 @@ export type ProcessInfo = { pid: number; ppid: number; pgid: number; sid: number
 export type ProcessTreeNode = ProcessInfo & { children: ProcessTreeNode[] };
 export type OutputChunk = { seq: number; stream: "stdout" | "stderr"; data: Uint8Array };
 export type Replay = { chunks: OutputChunk[]; lastSeq: number; missed: number };
+export type ShellInfo = { shellId: string; command: string; args: string[]; cols: number; rows: number; running: boolean; exitCode: number | null; lastSeq: number };
+export type ShellReplay = { chunks: { seq: number; stream: "stdout" | "stderr"; data: Uint8Array }[]; lastSeq: number; missed: number };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
@@ -92,6 +94,20 @@ export interface AgentOsActions {
   closeProcessStdin(pid: number): Promise<null>;
   /** Replay a spawned process's output after sequence number `after` (default 0: all that is kept). The log keeps the newest 1 MiB; `missed` counts chunks dropped before they could be replayed. */
   readProcessOutput(pid: number, after?: number): Promise<Replay>;
+  /** Open an interactive shell on a terminal (PTY); its output arrives as `shellData` events and stays readable with `readShellOutput`. */
+  openShell(options?: { command?: string; args?: string[]; env?: Record<string, string>; cwd?: string; cols?: number; rows?: number }): Promise<{ shellId: string }>;
+  /** Type into a shell; writes reach it in the order they were sent. Resolves once the VM took the input. */
+  writeShell(shellId: string, data: string | Uint8Array): Promise<null>;
+  /** Change a shell's terminal size. */
+  resizeShell(shellId: string, cols: number, rows: number): Promise<null>;
+  /** End a shell (SIGTERM); its output and exit code stay readable. */
+  closeShell(shellId: string): Promise<null>;
+  /** Wait for a shell to exit and return its exit code (other actions run meanwhile). */
+  waitShell(shellId: string): Promise<number>;
+  /** The shells of the running VM, open order, including recently exited ones. */
+  listShells(): Promise<ShellInfo[]>;
+  /** A shell's output after sequence number `after` (default 0: all that is kept, the newest 1 MiB). Re-attach by reading what you missed, then follow `shellData` events with a larger `seq`. */
+  readShellOutput(shellId: string, after?: number): Promise<ShellReplay>;
   /** Send an HTTP request to a server listening on `port` inside the VM. */
   vmFetch(port: number, url: string, options?: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<FetchResponse>;
   /** Create an unguessable URL path that proxies HTTP to a guest port until it expires (`ttlSeconds` at most 86400; 0 or absent: 3600). */
@@ -125,6 +141,12 @@ export interface AgentOsEvents {
   processOutput: (payload: { pid: number; seq: number; stream: "stdout" | "stderr"; data: Uint8Array }) => void;
   /** A spawned process exited; sent after its last `processOutput`. */
   processExit: (payload: { pid: number; exitCode: number }) => void;
+  /** Terminal output of a shell, in order (stdout and stderr as the PTY produced them). `seq` numbers chunks in the shell's output log. */
+  shellData: (payload: { shellId: string; seq: number; data: Uint8Array }) => void;
+  /** A copy of a shell's stderr-only output, for diagnostics (already contained in `shellData`; do not render both). */
+  shellStderr: (payload: { shellId: string; seq: number; data: Uint8Array }) => void;
+  /** A shell exited, after its last `shellData`. */
+  shellExit: (payload: { shellId: string; exitCode: number }) => void;
   /** A job fired, completed or failed (`time` in epoch ms). */
   cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
   /** A guest called a host tool; answer with `respondToolCall` before its timeout. */
