@@ -32,6 +32,42 @@ pub struct ActorConfig {
     /// Which filesystems clients may mount at runtime (`mountFs`).
     #[serde(default)]
     pub runtime_mounts: RuntimeMounts,
+    /// Where guests may connect to (see `crate::network`).
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// The guest's network egress: denied except to these hosts (and to host
+/// loopback on `loopbackExemptPorts`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Hosts guests may resolve and connect to, on any port: names, IP
+    /// addresses or globs (`*.example.com`; `*` is any host). Giving the
+    /// field replaces the default, the LLM provider APIs
+    /// ([`crate::network::DEFAULT_ALLOW_HOSTS`]); `[]` allows none.
+    #[serde(default = "default_allow_hosts")]
+    pub allow_hosts: Vec<String>,
+}
+
+fn default_allow_hosts() -> Vec<String> {
+    crate::network::DEFAULT_ALLOW_HOSTS.iter().map(|h| h.to_string()).collect()
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self { allow_hosts: default_allow_hosts() }
+    }
+}
+
+impl NetworkConfig {
+    /// Normalizes every host; the error names the offending entry.
+    fn normalize(&mut self) -> Result<(), String> {
+        for (i, host) in self.allow_hosts.iter_mut().enumerate() {
+            *host = crate::network::normalize_host(host).map_err(|e| format!("`network.allowHosts[{i}]`: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// What `mountFs` may mount. A mount plugin reaches outside the VM (a host
@@ -105,6 +141,7 @@ impl Default for ActorConfig {
             root_filesystem: RootFilesystem::default(),
             max_root_bytes: DEFAULT_MAX_ROOT_BYTES,
             runtime_mounts: RuntimeMounts::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -116,7 +153,9 @@ impl ActorConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))
+        let mut config: Self = serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))?;
+        config.network.normalize().map_err(|e| format!("invalid agentOS config_json: {e}"))?;
+        Ok(config)
     }
 }
 
@@ -154,6 +193,28 @@ mod tests {
         assert!(e.contains("unknown field `path`"), "{e}");
         let e = ActorConfig::parse(r#"{"sidecar":{"kind":"shared"}}"#).unwrap_err();
         assert!(e.contains("unknown field `kind`"), "{e}");
+    }
+
+    #[test]
+    fn network_allowlist_defaults_to_the_llm_hosts_and_can_be_replaced() {
+        let c = ActorConfig::parse("{}").unwrap();
+        assert_eq!(c.network.allow_hosts, crate::network::DEFAULT_ALLOW_HOSTS);
+        let c = ActorConfig::parse(r#"{"network":{}}"#).unwrap();
+        assert_eq!(c.network.allow_hosts, crate::network::DEFAULT_ALLOW_HOSTS);
+        let c = ActorConfig::parse(r#"{"network":{"allowHosts":["API.Example.com","*.corp.test"]}}"#).unwrap();
+        assert_eq!(c.network.allow_hosts, vec!["api.example.com", "*.corp.test"]);
+        let c = ActorConfig::parse(r#"{"network":{"allowHosts":[]}}"#).unwrap();
+        assert!(c.network.allow_hosts.is_empty());
+    }
+
+    #[test]
+    fn bad_network_config_is_named() {
+        let e = ActorConfig::parse(r#"{"network":{"allowHosts":["ok.com","https://x.com"]}}"#).unwrap_err();
+        assert!(e.contains("`network.allowHosts[1]`") && e.contains("is a URL"), "{e}");
+        let e = ActorConfig::parse(r#"{"network":{"allow":["x.com"]}}"#).unwrap_err();
+        assert!(e.contains("unknown field `allow`"), "{e}");
+        let e = ActorConfig::parse(r#"{"network":{"allowHosts":"x.com"}}"#).unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]
