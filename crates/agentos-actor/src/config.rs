@@ -39,6 +39,42 @@ pub struct ActorConfig {
     /// by connected clients.
     #[serde(default)]
     pub tool_kits: Vec<crate::actions::tools::ToolKit>,
+    /// Where guests may connect to (see `crate::network`).
+    #[serde(default)]
+    pub network: NetworkConfig,
+}
+
+/// The guest's network egress: denied except to these hosts (and to host
+/// loopback on `loopbackExemptPorts`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Hosts guests may resolve and connect to, on any port: names, IP
+    /// addresses or globs (`*.example.com`; `*` is any host). Giving the
+    /// field replaces the default, the LLM provider APIs
+    /// ([`crate::network::DEFAULT_ALLOW_HOSTS`]); `[]` allows none.
+    #[serde(default = "default_allow_hosts")]
+    pub allow_hosts: Vec<String>,
+}
+
+fn default_allow_hosts() -> Vec<String> {
+    crate::network::DEFAULT_ALLOW_HOSTS.iter().map(|h| h.to_string()).collect()
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self { allow_hosts: default_allow_hosts() }
+    }
+}
+
+impl NetworkConfig {
+    /// Normalizes every host; the error names the offending entry.
+    fn normalize(&mut self) -> Result<(), String> {
+        for (i, host) in self.allow_hosts.iter_mut().enumerate() {
+            *host = crate::network::normalize_host(host).map_err(|e| format!("`network.allowHosts[{i}]`: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// What `mountFs` may mount. A mount plugin reaches outside the VM (a host
@@ -114,6 +150,7 @@ impl Default for ActorConfig {
             runtime_mounts: RuntimeMounts::default(),
             custom_actions: Vec::new(),
             tool_kits: Vec::new(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -125,7 +162,8 @@ impl ActorConfig {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let config: Self = serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))?;
+        let mut config: Self = serde_json::from_str(text).map_err(|e| format!("invalid agentOS config_json: {e}"))?;
+        config.network.normalize().map_err(|e| format!("invalid agentOS config_json: {e}"))?;
         for kit in &config.tool_kits {
             kit.check().map_err(|e| format!("invalid agentOS config_json: toolKits: {e}"))?;
         }
@@ -169,6 +207,28 @@ mod tests {
         assert!(e.contains("unknown field `path`"), "{e}");
         let e = ActorConfig::parse(r#"{"sidecar":{"kind":"shared"}}"#).unwrap_err();
         assert!(e.contains("unknown field `kind`"), "{e}");
+    }
+
+    #[test]
+    fn network_allowlist_defaults_to_the_llm_hosts_and_can_be_replaced() {
+        let c = ActorConfig::parse("{}").unwrap();
+        assert_eq!(c.network.allow_hosts, crate::network::DEFAULT_ALLOW_HOSTS);
+        let c = ActorConfig::parse(r#"{"network":{}}"#).unwrap();
+        assert_eq!(c.network.allow_hosts, crate::network::DEFAULT_ALLOW_HOSTS);
+        let c = ActorConfig::parse(r#"{"network":{"allowHosts":["API.Example.com","*.corp.test"]}}"#).unwrap();
+        assert_eq!(c.network.allow_hosts, vec!["api.example.com", "*.corp.test"]);
+        let c = ActorConfig::parse(r#"{"network":{"allowHosts":[]}}"#).unwrap();
+        assert!(c.network.allow_hosts.is_empty());
+    }
+
+    #[test]
+    fn bad_network_config_is_named() {
+        let e = ActorConfig::parse(r#"{"network":{"allowHosts":["ok.com","https://x.com"]}}"#).unwrap_err();
+        assert!(e.contains("`network.allowHosts[1]`") && e.contains("is a URL"), "{e}");
+        let e = ActorConfig::parse(r#"{"network":{"allow":["x.com"]}}"#).unwrap_err();
+        assert!(e.contains("unknown field `allow`"), "{e}");
+        let e = ActorConfig::parse(r#"{"network":{"allowHosts":"x.com"}}"#).unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]

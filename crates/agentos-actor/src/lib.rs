@@ -23,5 +23,6 @@ pub mod host;
 pub mod http;
 pub mod live;
 mod logging;
+pub mod network;
 pub mod schema;
 pub mod vm;

@@ -66,6 +66,9 @@ impl VmSettings {
             packages_mount_at: config.packages_mount_at.clone(),
             loopback_exempt_ports: config.loopback_exempt_ports.clone(),
             allowed_node_builtins: config.allowed_node_builtins.clone(),
+            // Without a policy the sidecar denies every outside host; ours
+            // adds the configured allowlist.
+            permissions: Some(crate::network::guest_permissions(&config.network.allow_hosts)),
             additional_instructions: config.additional_instructions.clone(),
             sidecar: Some(AgentOsSidecarConfig::Shared { pool: Some(pool) }),
             sidecar_binary_path: self.sidecar_binary(),
