@@ -54,7 +54,7 @@ fn a_bad_actor_config_fails_fast_naming_the_field() {
     let dir = std::env::temp_dir().join(testkit::unique_key("cli-config"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("actor.json");
-    std::fs::write(&config, r#"{"toolKits": [], "loopbackExemptPorts": [1]}"#).unwrap();
+    std::fs::write(&config, r#"{"toolkits": [], "loopbackExemptPorts": [1]}"#).unwrap();
     let (ok, stdout, stderr) = run(agentos()
         .args(["serve", "--port", "1", "--data-dir"])
         .arg(dir.join("data"))
@@ -62,7 +62,7 @@ fn a_bad_actor_config_fails_fast_naming_the_field() {
         .arg(&config));
     std::fs::remove_dir_all(&dir).ok();
     assert!(!ok, "serve must fail: {stdout}{stderr}");
-    assert!(stderr.contains("unknown field `toolKits`"), "{stderr}");
+    assert!(stderr.contains("unknown field `toolkits`"), "{stderr}");
     assert!(!stderr.contains("engine pid"), "nothing may be started before the config is valid: {stderr}");
 }
 
