@@ -290,7 +290,12 @@ fn cron_tick(call: Call) -> Reply {
             .map_err(db_error("read the cron job"))?;
         // Cancelled, rescheduled, or not due: a stale alarm does nothing.
         let Some(row) = rows.first() else { return reply_null() };
-        if row.get("next_run_ms").and_then(Value::as_i64) != Some(due) || due > now_ms() {
+        if row.get("next_run_ms").and_then(Value::as_i64) != Some(due) {
+            return reply_null();
+        }
+        // An alarm that came early (another clock ahead of ours) is set again.
+        if due > now_ms() {
+            arm(&call.host, &id, due).await?;
             return reply_null();
         }
         let schedule = row.get("schedule").and_then(Value::as_str).unwrap_or_default().to_owned();
