@@ -148,11 +148,10 @@ pub struct ToolCalls {
 }
 
 /// Config toolkits first, then registered ones (a registered toolkit
-/// cannot replace a config one).
-async fn all_toolkits(call: &Call) -> Result<Vec<(ToolKit, &'static str)>, ActorError> {
-    let mut kits: Vec<(ToolKit, &'static str)> =
-        call.settings.config.tool_kits.iter().cloned().map(|k| (k, "config")).collect();
-    for kit in stored(&call.host).await? {
+/// cannot replace a config one), each with where it came from.
+async fn merged(config_kits: &[ToolKit], host: &HostCtx) -> Result<Vec<(ToolKit, &'static str)>, ActorError> {
+    let mut kits: Vec<(ToolKit, &'static str)> = config_kits.iter().cloned().map(|k| (k, "config")).collect();
+    for kit in stored(host).await? {
         if !kits.iter().any(|(k, _)| k.name == kit.name) {
             kits.push((kit, "registered"));
         }
@@ -179,11 +178,13 @@ pub async fn host_functions(
     host: &HostCtx,
     calls: &Arc<ToolCalls>,
 ) -> HostFunctionCollections {
-    let mut kits: Vec<ToolKit> = config_kits.to_vec();
-    match stored(host).await {
-        Ok(registered) => kits.extend(registered.into_iter().filter(|r| !config_kits.iter().any(|k| k.name == r.name))),
-        Err(e) => host.log(4, &format!("agentOS: registered toolkits unreadable: {e}")),
-    }
+    let kits: Vec<ToolKit> = match merged(config_kits, host).await {
+        Ok(kits) => kits.into_iter().map(|(kit, _)| kit).collect(),
+        Err(e) => {
+            host.log(4, &format!("agentOS: registered toolkits unreadable: {e}"));
+            config_kits.to_vec()
+        }
+    };
     *crate::live::lock(&calls.live) = kits.iter().map(|k| k.name.clone()).collect();
     let mut collections = HostFunctionCollections::new();
     for kit in kits {
@@ -288,7 +289,7 @@ fn list_toolkits(call: Call) -> Reply {
     async move {
         let live: Vec<String> =
             if call.slot.is_booted() { crate::live::lock(&call.slot.tool_calls().live).clone() } else { Vec::new() };
-        let entries: Vec<Value> = all_toolkits(&call)
+        let entries: Vec<Value> = merged(&call.settings.config.tool_kits, &call.host)
             .await?
             .into_iter()
             .map(|(kit, source)| {
