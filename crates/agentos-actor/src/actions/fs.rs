@@ -211,7 +211,8 @@ pub(super) fn check_path(argument: &str, path: &str, writable: bool) -> Result<(
     Ok(())
 }
 
-fn under(path: &str, dir: &str) -> bool {
+/// Whether `path` is `dir` or lies below it.
+pub(super) fn under(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::fs::check_path;
+use super::fs::{check_path, under};
 use super::{reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::config::RuntimeMounts;
@@ -130,10 +130,6 @@ impl MountTable {
         crate::live::lock(self.loaded(host).await?).retain(|m| m.path != path);
         Ok(())
     }
-}
-
-fn under(path: &str, dir: &str) -> bool {
-    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 async fn load(host: &HostCtx) -> Result<Vec<StoredMount>, ActorError> {
