@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{reply, reply_null};
+use super::{now_ms, reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::contract::{ActionSpec, Call, EventSpec, Section};
 use crate::error::{ActorError, code};
@@ -129,10 +129,6 @@ fn cbor_args(args: &[Value]) -> Result<Vec<u8>, ActorError> {
     let mut out = Vec::new();
     ciborium::into_writer(&value, &mut out).map_err(|e| ActorError::internal(format!("encode args: {e}")))?;
     Ok(out)
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// The first run of `schedule` strictly after `after_ms`; None when a

@@ -28,3 +28,8 @@ pub fn reply<T: Serialize>(value: &T) -> Result<Vec<u8>, ActorError> {
 pub fn reply_null() -> Result<Vec<u8>, ActorError> {
     reply(&())
 }
+
+/// Milliseconds since the Unix epoch, now (cron times, preview expiry).
+pub fn now_ms() -> i64 {
+    crate::fs::now_ns() / 1_000_000
+}

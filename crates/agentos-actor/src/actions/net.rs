@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{reply, reply_null};
+use super::{now_ms, reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::contract::{ActionSpec, Call, Section};
 use crate::error::ActorError;
@@ -135,12 +135,6 @@ struct PreviewReply {
     expires_at: i64,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn create_preview(call: Call) -> Reply {
     async move {
