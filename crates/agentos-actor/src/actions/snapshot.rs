@@ -211,6 +211,7 @@ fn restore_root(call: Call) -> Reply {
         }
         let root = durable_root(&call).await?;
         let (mut bytes, mut written) = (0u64, 0usize);
+        let mut directories = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             let argument = format!("snapshot.entries[{index}].path");
             // Read-only system directories (`/proc`, `/etc/agentos`) and
@@ -224,12 +225,12 @@ fn restore_root(call: Call) -> Reply {
             restore_entry(&root, entry).await.map_err(|e| fs_error(e, &entry.path))?;
             bytes += entry.content.as_ref().map_or(0, |c| c.len() as u64);
             written += 1;
+            if entry.kind == EntryKind::Directory {
+                directories.push(entry);
+            }
         }
         // Directory times last, deepest first: creating children changed them.
-        for entry in entries.iter().rev().filter(|e| e.kind == EntryKind::Directory) {
-            if call.kernel_owned(&entry.path) || super::fs::check_path("path", &entry.path, true).is_err() {
-                continue;
-            }
+        for entry in directories.into_iter().rev() {
             let ns = (entry.mtime_ms * 1e6) as i64;
             root.utimes(&entry.path, ns, ns).await.map_err(|e| fs_error(e, &entry.path))?;
         }
