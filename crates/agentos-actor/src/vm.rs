@@ -287,6 +287,8 @@ pub fn broadcast_event<T: Serialize>(host: &HostCtx, name: &str, payload: &T) {
 mod parking_lot_like {
     use std::sync::Mutex;
 
+    use crate::live::lock;
+
     pub struct Slot<T>(Mutex<Option<T>>);
 
     impl<T> Default for Slot<T> {
@@ -297,13 +299,13 @@ mod parking_lot_like {
 
     impl<T: Clone> Slot<T> {
         pub fn get(&self) -> Option<T> {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            lock(&self.0).clone()
         }
         pub fn set(&self, value: Option<T>) {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+            *lock(&self.0) = value;
         }
         pub fn take(&self) -> Option<T> {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+            lock(&self.0).take()
         }
     }
 }
