@@ -135,6 +135,12 @@ impl ActorError {
     }
 }
 
+/// Maps an unexpected storage or host failure to `internal`, prefixed by
+/// what was being done: `.map_err(internal_while("store the job"))`.
+pub fn internal_while(what: &str) -> impl Fn(anyhow::Error) -> ActorError + '_ {
+    move |e| ActorError::internal(format!("{what}: {e:#}"))
+}
+
 impl std::fmt::Display for ActorError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.code, self.message)

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::{now_ms, reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::contract::{ActionSpec, Call, EventSpec, Section};
-use crate::error::{ActorError, code};
+use crate::error::{ActorError, code, internal_while};
 use crate::host::HostCtx;
 use crate::vm::broadcast_event;
 
@@ -151,11 +151,7 @@ pub fn next_run(schedule: &str, after_ms: i64) -> Result<Option<i64>, String> {
 async fn arm(host: &HostCtx, id: &str, due: i64) -> Result<(), ActorError> {
     host.schedule_at(due, CRON_TICK.name, cbor_args(&[json!(id), json!(due)])?)
         .await
-        .map_err(|e| ActorError::internal(format!("set the cron alarm: {e:#}")))
-}
-
-fn db_error(what: &str) -> impl Fn(anyhow::Error) -> ActorError + '_ {
-    move |e| ActorError::internal(format!("{what}: {e:#}"))
+        .map_err(internal_while("set the cron alarm"))
 }
 
 fn schedule_cron(call: Call) -> Reply {
@@ -179,7 +175,7 @@ fn schedule_cron(call: Call) -> Reply {
                 &json!([id, schedule, serde_json::to_string(&target).unwrap_or_default(), overlap, now, next]),
             )
             .await
-            .map_err(db_error("store the cron job"))?;
+            .map_err(internal_while("store the cron job"))?;
         arm(&call.host, &id, next).await?;
         reply(&json!({ "id": id }))
     }
@@ -210,7 +206,7 @@ fn list_cron_jobs(call: Call) -> Reply {
                 &json!([]),
             )
             .await
-            .map_err(db_error("read cron jobs"))?;
+            .map_err(internal_while("read cron jobs"))?;
         let runs = call.slot.cron_runs();
         let jobs: Vec<JobInfo> = rows
             .iter()
@@ -242,14 +238,14 @@ fn cancel_cron_job(call: Call) -> Reply {
             .host
             .db_query("SELECT id FROM agentos_cron_jobs WHERE id = ?", &json!([id]))
             .await
-            .map_err(db_error("read the cron job"))?;
+            .map_err(internal_while("read the cron job"))?;
         if rows.is_empty() {
             return Err(ActorError::new(code::NOT_FOUND, format!("no cron job `{id}`")).with_field("id", id.as_str()));
         }
         call.host
             .db_run("DELETE FROM agentos_cron_jobs WHERE id = ?", &json!([id]))
             .await
-            .map_err(db_error("delete the cron job"))?;
+            .map_err(internal_while("delete the cron job"))?;
         reply_null()
     }
     .boxed()
@@ -283,7 +279,7 @@ fn cron_tick(call: Call) -> Reply {
             .host
             .db_query("SELECT schedule, target, overlap, next_run_ms FROM agentos_cron_jobs WHERE id = ?", &json!([id]))
             .await
-            .map_err(db_error("read the cron job"))?;
+            .map_err(internal_while("read the cron job"))?;
         // Cancelled, rescheduled, or not due: a stale alarm does nothing.
         let Some(row) = rows.first() else { return reply_null() };
         if row.get("next_run_ms").and_then(Value::as_i64) != Some(due) {
@@ -309,7 +305,7 @@ fn cron_tick(call: Call) -> Reply {
                 &json!([next, fired, id]),
             )
             .await
-            .map_err(db_error("update the cron job"))?;
+            .map_err(internal_while("update the cron job"))?;
         if let Some(next) = next {
             arm(&call.host, &id, next).await?;
         }
@@ -335,7 +331,7 @@ fn cron_tick(call: Call) -> Reply {
         call.host
             .db_run("UPDATE agentos_cron_jobs SET last_error = ? WHERE id = ?", &json!([error, id]))
             .await
-            .map_err(db_error("update the cron job"))?;
+            .map_err(internal_while("update the cron job"))?;
         match error {
             None => cron_event(
                 &call.host,

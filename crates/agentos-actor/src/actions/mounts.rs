@@ -18,7 +18,7 @@ use super::{reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::config::RuntimeMounts;
 use crate::contract::{ActionSpec, Call, Section};
-use crate::error::{ActorError, code};
+use crate::error::{ActorError, code, internal_while};
 use crate::host::HostCtx;
 
 type Reply = BoxFuture<'static, Result<Vec<u8>, ActorError>>;
@@ -116,7 +116,7 @@ impl MountTable {
             &json!([mount.path, mount.plugin, mount.config.to_string(), mount.read_only as i64]),
         )
         .await
-        .map_err(|e| ActorError::internal(format!("store mount: {e:#}")))?;
+        .map_err(internal_while("store mount"))?;
         let mut table = crate::live::lock(self.loaded(host).await?);
         table.retain(|m| m.path != mount.path);
         table.push(mount);
@@ -126,7 +126,7 @@ impl MountTable {
     async fn remove(&self, host: &HostCtx, path: &str) -> Result<(), ActorError> {
         host.db_run("DELETE FROM agentos_mounts WHERE path = ?", &json!([path]))
             .await
-            .map_err(|e| ActorError::internal(format!("delete mount: {e:#}")))?;
+            .map_err(internal_while("delete mount"))?;
         crate::live::lock(self.loaded(host).await?).retain(|m| m.path != path);
         Ok(())
     }
@@ -136,7 +136,7 @@ async fn load(host: &HostCtx) -> Result<Vec<StoredMount>, ActorError> {
     let rows = host
         .db_query("SELECT path, plugin, config, read_only FROM agentos_mounts ORDER BY path", &json!([]))
         .await
-        .map_err(|e| ActorError::internal(format!("read mounts: {e:#}")))?;
+        .map_err(internal_while("read mounts"))?;
     Ok(rows
         .iter()
         .map(|row| StoredMount {

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{now_ms, reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::contract::{ActionSpec, Call, Section};
-use crate::error::ActorError;
+use crate::error::{ActorError, internal_while};
 
 type Reply = BoxFuture<'static, Result<Vec<u8>, ActorError>>;
 
@@ -151,7 +151,7 @@ fn create_preview(call: Call) -> Reply {
                 &json!([token, port, expires_at]),
             )
             .await
-            .map_err(|e| ActorError::internal(format!("store preview token: {e:#}")))?;
+            .map_err(internal_while("store preview token"))?;
         reply(&PreviewReply { path: format!("/request/preview/{token}"), token, port, expires_at })
     }
     .boxed()
@@ -163,7 +163,7 @@ fn expire_preview(call: Call) -> Reply {
         call.host
             .db_run("DELETE FROM agentos_preview_tokens WHERE token = ?", &json!([token]))
             .await
-            .map_err(|e| ActorError::internal(format!("delete preview token: {e:#}")))?;
+            .map_err(internal_while("delete preview token"))?;
         reply_null()
     }
     .boxed()
@@ -174,7 +174,7 @@ pub async fn preview_port(host: &crate::host::HostCtx, token: &str) -> Result<Op
     let rows = host
         .db_query("SELECT port, expires_at_ms FROM agentos_preview_tokens WHERE token = ?", &json!([token]))
         .await
-        .map_err(|e| ActorError::internal(format!("read preview token: {e:#}")))?;
+        .map_err(internal_while("read preview token"))?;
     let Some(row) = rows.first() else { return Ok(None) };
     let port = row.get("port").and_then(|v| v.as_u64()).unwrap_or(0) as u16;
     let expires_at = row.get("expires_at_ms").and_then(|v| v.as_i64()).unwrap_or(0);

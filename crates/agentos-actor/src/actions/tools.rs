@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::{reply, reply_null};
 use crate::args::{ArgType, Field, opt, req};
 use crate::contract::{ActionSpec, Call, EventSpec, Section};
-use crate::error::{ActorError, code};
+use crate::error::{ActorError, code, internal_while};
 use crate::host::HostCtx;
 use crate::vm::broadcast_event;
 
@@ -163,7 +163,7 @@ async fn stored(host: &HostCtx) -> Result<Vec<ToolKit>, ActorError> {
     let rows = host
         .db_query("SELECT definition FROM agentos_toolkits ORDER BY name", &json!([]))
         .await
-        .map_err(|e| ActorError::internal(format!("read toolkits: {e:#}")))?;
+        .map_err(internal_while("read toolkits"))?;
     Ok(rows
         .iter()
         .filter_map(|row| row.get("definition").and_then(Value::as_str))
@@ -264,7 +264,7 @@ fn register_toolkit(call: Call) -> Reply {
                 &json!([kit.name, serde_json::to_string(&kit).unwrap_or_default()]),
             )
             .await
-            .map_err(|e| ActorError::internal(format!("store toolkit: {e:#}")))?;
+            .map_err(internal_while("store toolkit"))?;
         reply_null()
     }
     .boxed()
@@ -279,7 +279,7 @@ fn remove_toolkit(call: Call) -> Reply {
         call.host
             .db_run("DELETE FROM agentos_toolkits WHERE name = ?", &json!([name]))
             .await
-            .map_err(|e| ActorError::internal(format!("delete toolkit: {e:#}")))?;
+            .map_err(internal_while("delete toolkit"))?;
         reply_null()
     }
     .boxed()
