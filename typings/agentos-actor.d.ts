@@ -18,7 +18,6 @@ export type ProcessTreeNode = ProcessInfo & { children: ProcessTreeNode[] };
 export type OutputChunk = { seq: number; stream: "stdout" | "stderr"; data: Uint8Array };
 export type Replay = { chunks: OutputChunk[]; lastSeq: number; missed: number };
 export type ShellInfo = { shellId: string; command: string; args: string[]; cols: number; rows: number; running: boolean; exitCode: number | null; lastSeq: number };
-export type ShellReplay = { chunks: { seq: number; stream: "stdout" | "stderr"; data: Uint8Array }[]; lastSeq: number; missed: number };
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
@@ -107,7 +106,7 @@ export interface AgentOsActions {
   /** The shells of the running VM, open order, including recently exited ones. */
   listShells(): Promise<ShellInfo[]>;
   /** A shell's output after sequence number `after` (default 0: all that is kept, the newest 1 MiB). Re-attach by reading what you missed, then follow `shellData` events with a larger `seq`. */
-  readShellOutput(shellId: string, after?: number): Promise<ShellReplay>;
+  readShellOutput(shellId: string, after?: number): Promise<Replay>;
   /** Send an HTTP request to a server listening on `port` inside the VM. */
   vmFetch(port: number, url: string, options?: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<FetchResponse>;
   /** Create an unguessable URL path that proxies HTTP to a guest port until it expires (`ttlSeconds` at most 86400; 0 or absent: 3600). */

@@ -100,7 +100,7 @@ pub static SECTION: Section = Section {
             name: "readShellOutput",
             summary: "A shell's output after sequence number `after` (default 0: all that is kept, the newest 1 MiB). Re-attach by reading what you missed, then follow `shellData` events with a larger `seq`.",
             params: &[SHELL_ID, opt("after", ArgType::U64, "Last sequence number already seen.")],
-            returns: "ShellReplay",
+            returns: "Replay",
             handler: read_shell_output,
             detached: false,
         },
@@ -126,10 +126,6 @@ pub static SECTION: Section = Section {
         (
             "ShellInfo",
             "{ shellId: string; command: string; args: string[]; cols: number; rows: number; running: boolean; exitCode: number | null; lastSeq: number }",
-        ),
-        (
-            "ShellReplay",
-            "{ chunks: { seq: number; stream: \"stdout\" | \"stderr\"; data: Uint8Array }[]; lastSeq: number; missed: number }",
         ),
     ],
 };
