@@ -113,6 +113,9 @@ async fn memory_mount_routes_paths_to_the_vm_and_unmounts() {
     os.action("writeFile", vec![json!("/mnt/scratch/a.txt"), json!("in memory")]).await.unwrap();
     let out = os.action("exec", vec![json!("cat /mnt/scratch/a.txt")]).await.unwrap();
     assert_eq!(out["stdout"], json!("in memory"), "{out}");
+    // A recursive listing reaches into the mount, not the empty mount point.
+    let listed = os.action("readdirRecursive", vec![json!("/mnt")]).await.unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|e| e["path"] == json!("/mnt/scratch/a.txt")), "{listed}");
     let mounts = os.action("listMounts", vec![]).await.unwrap();
     let scratch = mounts.as_array().unwrap().iter().find(|m| m["path"] == json!("/mnt/scratch")).cloned();
     let scratch = scratch.unwrap_or_else(|| panic!("no /mnt/scratch in {mounts}"));

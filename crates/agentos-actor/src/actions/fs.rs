@@ -222,13 +222,16 @@ impl Call {
         KERNEL_DIRS.iter().any(|dir| under(path, dir)) || under(path, packages)
     }
 
-    /// Whether a path (as given or resolved) lies in a `mountFs` mount.
-    async fn mounted(&self, path: &str, resolved: &str) -> Result<bool, ActorError> {
+    /// Whether the VM, not the durable root, holds `path`: a kernel
+    /// directory, the packages, or a `mountFs` mount.
+    pub(super) async fn vm_owned(&self, path: &str) -> Result<bool, ActorError> {
+        if self.kernel_owned(path) {
+            return Ok(true);
+        }
         if !self.host.sql_is_enabled() {
             return Ok(false);
         }
-        let mounts = self.slot.mounts();
-        Ok(mounts.covers(&self.host, path).await? || mounts.covers(&self.host, resolved).await?)
+        self.slot.mounts().covers(&self.host, path).await
     }
 
     /// Chooses the route for an action on `paths` (already checked).
@@ -241,7 +244,7 @@ impl Call {
         }
         for path in paths {
             let resolved = resolved_prefix(&root, path).await;
-            if self.kernel_owned(path) || self.kernel_owned(&resolved) || self.mounted(path, &resolved).await? {
+            if self.vm_owned(path).await? || self.vm_owned(&resolved).await? {
                 return Ok(Route::Vm(self.vm().await?));
             }
         }

@@ -111,8 +111,8 @@ async fn from_vm(
     Ok(entries.into_iter().map(|e| Listed { path: e.path, kind: e.entry_type, size: e.size }).collect())
 }
 
-/// Lists the durable root, sorted by path. A subtree the kernel owns (a
-/// mount, `/proc`, the packages) is listed by the VM.
+/// Lists the durable root, sorted by path. A subtree the VM holds (a
+/// `mountFs` mount, `/proc`, the packages) is listed by the VM.
 async fn walk(
     call: &Call,
     root: &Root,
@@ -141,7 +141,7 @@ async fn walk(
             if !descend {
                 continue;
             }
-            if call.kernel_owned(&path) {
+            if call.vm_owned(&path).await? {
                 let below = max_depth.map(|max| max - depth - 1);
                 let vm = call.vm().await?;
                 out.extend(from_vm(&vm, &path, below, exclude).await?);
