@@ -22,6 +22,11 @@ use tokio::sync::oneshot;
 /// can hold the context for as long as they need it.
 pub struct HostCtx {
     vt: HostVtable,
+    /// Keeps multi-call database work atomic: ordinary `db_*` calls share
+    /// it, [`HostCtx::db_atomic`] holds it alone across a batch and the
+    /// `ROLLBACK` that follows a failed batch, so no other statement can run
+    /// inside a transaction a failed batch left open.
+    db_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 // SAFETY: the ABI (§1.4) states every vtable entry may be called from any
@@ -91,7 +96,7 @@ impl HostCtx {
     pub unsafe fn from_vtable(vt: &HostVtable) -> Self {
         let vt = *vt;
         (vt.ctx_clone)(vt.ctx);
-        Self { vt }
+        Self { vt, db_gate: Default::default() }
     }
 
     /// Submits one async vtable call now and returns a future of its
@@ -112,8 +117,27 @@ impl HostCtx {
         (self.vt.sql_is_enabled)(self.vt.ctx) != 0
     }
 
-    /// Runs a batch of statements without parameters.
+    /// Runs a batch of statements without parameters. The reply holds the
+    /// rows of the batch's last statement that returned rows.
     pub async fn db_exec(&self, sql: &str) -> Result<Vec<u8>> {
+        let _shared = self.db_gate.read().await;
+        self.db_exec_ungated(sql).await
+    }
+
+    /// Runs a batch that opens and ends its own transaction. If it fails,
+    /// `ROLLBACK` follows before any other database call can run, so no
+    /// other statement lands in (and is undone with) a transaction the
+    /// failed batch left open.
+    pub async fn db_atomic(&self, batch: &str) -> Result<Vec<u8>> {
+        let _alone = self.db_gate.write().await;
+        let result = self.db_exec_ungated(batch).await;
+        if result.is_err() {
+            let _ = self.db_exec_ungated("ROLLBACK;").await;
+        }
+        result
+    }
+
+    async fn db_exec_ungated(&self, sql: &str) -> Result<Vec<u8>> {
         let sql = OwnedBuf::from_vec(sql.as_bytes().to_vec());
         self.call("db_exec", |vt, done, ud| (vt.db_exec)(vt.ctx, sql, done, ud))
             .await?
@@ -123,6 +147,9 @@ impl HostCtx {
     /// Runs one query; `params` is a JSON array bound positionally.
     /// Returns the rows as decoded from the host's rows CBOR.
     pub async fn db_query(&self, sql: &str, params: &serde_json::Value) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        // The gate first: the raw ABI buffers below must not live across an
+        // await (they are not `Send`).
+        let _shared = self.db_gate.read().await;
         let sql_buf = OwnedBuf::from_vec(sql.as_bytes().to_vec());
         let params = OwnedBuf::from_vec(bytes_of(params)?);
         let bytes = self
@@ -134,6 +161,9 @@ impl HostCtx {
 
     /// Runs one statement; `params` is a JSON array bound positionally.
     pub async fn db_run(&self, sql: &str, params: &serde_json::Value) -> Result<()> {
+        // The gate first: the raw ABI buffers below must not live across an
+        // await (they are not `Send`).
+        let _shared = self.db_gate.read().await;
         let sql_buf = OwnedBuf::from_vec(sql.as_bytes().to_vec());
         let params = OwnedBuf::from_vec(bytes_of(params)?);
         self.call("db_run", |vt, done, ud| (vt.db_run)(vt.ctx, sql_buf, params, done, ud))
@@ -220,7 +250,7 @@ impl HostCtx {
 impl Clone for HostCtx {
     fn clone(&self) -> Self {
         (self.vt.ctx_clone)(self.vt.ctx);
-        Self { vt: self.vt }
+        Self { vt: self.vt, db_gate: self.db_gate.clone() }
     }
 }
 

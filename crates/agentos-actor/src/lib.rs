@@ -26,3 +26,4 @@ mod logging;
 pub mod network;
 pub mod schema;
 pub mod vm;
+pub mod vm_db;

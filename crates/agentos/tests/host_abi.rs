@@ -311,6 +311,41 @@ async fn identity_and_sqlite() {
     assert!(error.contains("syntax error") && error.contains("THIS"), "not SQLite's error text: {error}");
 }
 
+/// What a `db_exec` batch replies, which the VM database (the sidecar's
+/// SQL socket) relies on: the rows of the last statement that returned
+/// rows, `changes()` read in the same batch, a batch that opens and rolls
+/// back its own transaction, and a temporary view's ordered columns.
+#[tokio::test]
+async fn sql_exec_batches() {
+    let (_key, gw) = new_actor("hostabi-sqlexec").await;
+    let rows = |sql: &'static str| {
+        let gw = &gw;
+        async move { call(gw, "sqlExec", vec![json!(sql)]).await }
+    };
+    assert_eq!(rows("SELECT 1 AS a; SELECT 2 AS b").await, json!({"rows": [{"b": 2}]}));
+    assert_eq!(
+        rows("CREATE TABLE t (x); INSERT INTO t VALUES (1); SELECT changes() AS c, last_insert_rowid() AS r").await,
+        json!({"rows": [{"c": 1, "r": 1}]})
+    );
+    assert_eq!(rows("SELECT 9 AS z; INSERT INTO t VALUES (2)").await, json!({"rows": [{"z": 9}]}));
+    assert_eq!(
+        rows("BEGIN; INSERT INTO t VALUES (4); SELECT count(*) AS n FROM t; ROLLBACK").await,
+        json!({"rows": [{"n": 3}]})
+    );
+    assert_eq!(rows("SELECT count(*) AS n FROM t").await, json!({"rows": [{"n": 2}]}));
+    let info = rows("BEGIN; CREATE TEMP VIEW v AS SELECT 2 AS b, 1 AS a, 3 AS a; PRAGMA temp.table_info(v); ROLLBACK").await;
+    let mut names: Vec<(i64, String)> = info["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows: {info}"))
+        .iter()
+        .map(|row| (row["cid"].as_i64().unwrap(), row["name"].as_str().unwrap().to_owned()))
+        .collect();
+    names.sort();
+    assert_eq!(names, [(0, "b".to_owned()), (1, "a".to_owned()), (2, "a:1".to_owned())]);
+    let error = rows("SELECT * FROM v").await;
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("no such table: v")), "the view was rolled back: {error}");
+}
+
 /// The bulk-file benchmark's plain-SQL baseline: bytes stored in rows and
 /// read back whole (several rows, a short last row, every byte value), then
 /// replaced by a shorter value and by nothing.

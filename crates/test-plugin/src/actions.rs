@@ -104,6 +104,7 @@ pub fn run(shared: &Arc<Shared>, job: &Job) -> ActionResult {
         "sqlRoundTrip" => sql_round_trip(sh, &args),
         "blobPut" => blob_put(sh, &args),
         "blobGet" => blob_get(sh),
+        "sqlExec" => sql_exec(sh, &args),
         "sqlError" => match block_on(sh.ctx.db_exec("THIS IS NOT SQL AT ALL;")) {
             Err(error) => reply_json(&json!(format!("{error:#}"))),
             Ok(_) => Err(ActionError::new(
@@ -354,6 +355,17 @@ const SQL_CREATE: &str = "CREATE TABLE IF NOT EXISTS tp_items (\
 const SQL_INSERT: &str = "INSERT INTO tp_items (label, n, f, \"nothing\") VALUES (?, ?, ?, ?)";
 const SQL_SELECT: &str =
     "SELECT id, label, n, f, \"nothing\" FROM tp_items WHERE label = ? ORDER BY id";
+
+/// Runs a statement batch with `db_exec` and replies with its rows, or with
+/// the error text: the tests pin down what a batch returns.
+fn sql_exec(sh: &Shared, args: &Args) -> ActionResult {
+    let sql = args.string(0, "sql").map_err(invalid_args)?;
+    match block_on(sh.ctx.db_exec(&sql)) {
+        Ok(rows) => reply_json(&json!({"rows": wire::decode_cbor_json(&rows)
+            .map_err(|e| ActionError::new("bad_rows", format!("db_exec result: {e:#}")))?})),
+        Err(e) => reply_json(&json!({"error": format!("{e:#}")})),
+    }
+}
 
 fn sql_round_trip(sh: &Shared, args: &Args) -> ActionResult {
     let text = args.string(0, "text").map_err(invalid_args)?;

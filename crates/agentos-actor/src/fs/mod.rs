@@ -28,7 +28,7 @@ mod error;
 mod meta;
 mod ops;
 mod path;
-mod sql;
+pub(crate) mod sql;
 mod txn;
 pub mod wire;
 

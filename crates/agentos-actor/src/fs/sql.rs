@@ -22,6 +22,12 @@ pub type Row = serde_json::Map<String, Value>;
 /// statement, `run` executes one statement with parameters.
 pub trait SqlExec: Send + Sync + 'static {
     fn exec(&self, sql: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Like `exec`, replying with the rows of the batch's last statement
+    /// that returned rows.
+    fn exec_rows(&self, sql: &str) -> impl Future<Output = Result<Vec<Row>>> + Send;
+    /// A batch that opens and ends its own transaction. A failed batch is
+    /// rolled back before any other statement can run on the database.
+    fn atomic(&self, batch: &str) -> impl Future<Output = Result<Vec<Row>>> + Send;
     fn query(&self, sql: &str, params: &Value) -> impl Future<Output = Result<Vec<Row>>> + Send;
     fn run(&self, sql: &str, params: &Value) -> impl Future<Output = Result<()>> + Send;
 }
@@ -29,6 +35,14 @@ pub trait SqlExec: Send + Sync + 'static {
 impl SqlExec for HostCtx {
     async fn exec(&self, sql: &str) -> Result<()> {
         self.db_exec(sql).await.map(drop)
+    }
+
+    async fn exec_rows(&self, sql: &str) -> Result<Vec<Row>> {
+        crate::host::decode_cbor(&self.db_exec(sql).await?, "db_exec")
+    }
+
+    async fn atomic(&self, batch: &str) -> Result<Vec<Row>> {
+        crate::host::decode_cbor(&self.db_atomic(batch).await?, "db_exec")
     }
 
     fn query(&self, sql: &str, params: &Value) -> impl Future<Output = Result<Vec<Row>>> + Send {
@@ -45,6 +59,14 @@ impl<T: SqlExec> SqlExec for Arc<T> {
         (**self).exec(sql)
     }
 
+    fn exec_rows(&self, sql: &str) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        (**self).exec_rows(sql)
+    }
+
+    fn atomic(&self, batch: &str) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        (**self).atomic(batch)
+    }
+
     fn query(&self, sql: &str, params: &Value) -> impl Future<Output = Result<Vec<Row>>> + Send {
         (**self).query(sql, params)
     }
@@ -55,8 +77,8 @@ impl<T: SqlExec> SqlExec for Arc<T> {
 }
 
 /// Runs `body` (SQL statements) as one `BEGIN IMMEDIATE; ...; COMMIT;`
-/// batch. If the batch fails, the transaction is rolled back so no half of
-/// it stays applied or open.
+/// batch. If the batch fails, the transaction is rolled back (before any
+/// other statement runs) so no half of it stays applied or open.
 pub async fn transaction<S: SqlExec>(sql: &S, body: &str) -> Result<()> {
     let mut batch = String::with_capacity(body.len() + 40);
     batch.push_str("BEGIN IMMEDIATE;\n");
@@ -65,11 +87,7 @@ pub async fn transaction<S: SqlExec>(sql: &S, body: &str) -> Result<()> {
         batch.push('\n');
     }
     batch.push_str("COMMIT;\n");
-    if let Err(error) = sql.exec(&batch).await {
-        let _ = sql.exec("ROLLBACK;").await;
-        return Err(error);
-    }
-    Ok(())
+    sql.atomic(&batch).await.map(drop)
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789ABCDEF";

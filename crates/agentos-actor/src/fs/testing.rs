@@ -103,7 +103,9 @@ impl MemSql {
         rows
     }
 
-    fn do_exec(&self, sql: &str) -> Result<()> {
+    /// Runs a batch like the host: statement by statement, replying with
+    /// the rows of the last statement that returned rows.
+    fn do_exec(&self, sql: &str) -> Result<Vec<Row>> {
         self.execs.lock().unwrap().push(sql.to_owned());
         let fail = self.fail.lock().unwrap().as_mut().is_some_and(|predicate| predicate(sql));
         let conn = self.conn.lock().unwrap();
@@ -112,7 +114,30 @@ impl MemSql {
             let _ = conn.execute_batch(partial);
             return Err(anyhow!("injected failure"));
         }
-        conn.execute_batch(sql).map_err(|e| anyhow!("{e}"))
+        let mut last = Vec::new();
+        let mut batch = rusqlite::Batch::new(&conn, sql);
+        while let Some(mut stmt) = batch.next().map_err(|e| anyhow!("{e}"))? {
+            if stmt.column_count() == 0 {
+                stmt.raw_execute().map_err(|e| anyhow!("{e}"))?;
+                continue;
+            }
+            let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+            let mut rows = stmt.raw_query();
+            last.clear();
+            while let Some(row) = rows.next().map_err(|e| anyhow!("{e}"))? {
+                last.push(row_map(&names, row)?);
+            }
+        }
+        Ok(last)
+    }
+
+    fn do_atomic(&self, batch: &str) -> Result<Vec<Row>> {
+        let result = self.do_exec(batch);
+        if result.is_err() {
+            self.execs.lock().unwrap().push("ROLLBACK;".to_owned());
+            let _ = self.conn.lock().unwrap().execute_batch("ROLLBACK");
+        }
+        result
     }
 
     fn do_query(&self, sql: &str, params: &Value) -> Result<Vec<Row>> {
@@ -134,18 +159,7 @@ impl MemSql {
         let mut rows = stmt.query(params_from_iter(binds))?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let mut map = Row::new();
-            for (i, name) in names.iter().enumerate() {
-                let value = match row.get_ref(i)? {
-                    ValueRef::Null => Value::Null,
-                    ValueRef::Integer(n) => json!(n),
-                    ValueRef::Real(f) => json!(f),
-                    ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Blob(b) => Value::Array(b.iter().map(|x| json!(x)).collect()),
-                };
-                map.insert(name.clone(), value);
-            }
-            out.push(map);
+            out.push(row_map(&names, row)?);
         }
         drop(rows);
         drop(stmt);
@@ -155,9 +169,34 @@ impl MemSql {
     }
 }
 
+/// One row as the host ABI shapes it: column name to value, a BLOB as an
+/// array of byte values.
+fn row_map(names: &[String], row: &rusqlite::Row<'_>) -> Result<Row> {
+    let mut map = Row::new();
+    for (i, name) in names.iter().enumerate() {
+        let value = match row.get_ref(i)? {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => json!(n),
+            ValueRef::Real(f) => json!(f),
+            ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Value::Array(b.iter().map(|x| json!(x)).collect()),
+        };
+        map.insert(name.clone(), value);
+    }
+    Ok(map)
+}
+
 impl SqlExec for MemSql {
     fn exec(&self, sql: &str) -> impl Future<Output = Result<()>> + Send {
+        ready(self.do_exec(sql).map(drop))
+    }
+
+    fn exec_rows(&self, sql: &str) -> impl Future<Output = Result<Vec<Row>>> + Send {
         ready(self.do_exec(sql))
+    }
+
+    fn atomic(&self, batch: &str) -> impl Future<Output = Result<Vec<Row>>> + Send {
+        ready(self.do_atomic(batch))
     }
 
     fn query(&self, sql: &str, params: &Value) -> impl Future<Output = Result<Vec<Row>>> + Send {
