@@ -21,6 +21,9 @@ export type ShellInfo = { shellId: string; command: string; args: string[]; cols
 export type FetchResponse = { status: number; statusText: string; headers: Record<string, string>; body: Uint8Array };
 export type PreviewUrl = { path: string; token: string; port: number; expiresAt: number };
 export type CronJob = { id: string; schedule: string; action: unknown; overlap: "allow" | "skip" | "queue"; lastRun: number | null; nextRun: number | null; runCount: number; running: boolean; lastError: string | null };
+export type PendingPermission = { sessionId: string; permissionId: string; options: { optionId: string; name: string; kind: string }[]; toolCall: unknown };
+export type PersistedSession = { sessionId: string; agentType: string; cwd: string; status: "idle" | "running" | "waiting" | "failed"; open: boolean; latestSeq: number; title?: string; createdAt: string; updatedAt: string };
+export type SessionEventEntry = { sessionId: string; seq: number; event: { type: string; [key: string]: unknown }; createdAt: string };
 export type ToolKitEntry = { name: string; description?: string; tools: { name: string; description?: string; inputSchema?: unknown; timeoutMs?: number }[]; source: "config" | "registered"; live: boolean };
 export type SoftwareEntry = { package: string; commands: string[] };
 export type AgentEntry = { id: string; installed: boolean };
@@ -119,6 +122,42 @@ export interface AgentOsActions {
   listCronJobs(): Promise<CronJob[]>;
   /** Remove a job; a run in progress finishes. */
   cancelCronJob(id: string): Promise<null>;
+  /** Start an agent session (or reopen one with the same `sessionId`); replies with its id. */
+  createSession(agentType: string, options?: { sessionId?: string; cwd?: string; env?: Record<string, string>; mcpServers?: unknown; permissionPolicy?: "allow_all" | "ask" | "reject_all"; additionalInstructions?: string; skipOsInstructions?: boolean; additionalDirectories?: string[] }): Promise<string>;
+  /** Prompt the agent and wait for the turn to end; progress streams as `sessionEvent`. */
+  sendPrompt(sessionId: string, prompt: unknown): Promise<{ text: string; stopReason: string; message: unknown | null }>;
+  /** Cancel the session's running turn. */
+  cancelPrompt(sessionId: string): Promise<{ status: "cancelled" | "no_active_prompt" }>;
+  /** Answer a `permissionRequest`: `once`, `always`, `reject`, or one of the request's option ids. */
+  respondPermission(sessionId: string, permissionId: string, reply: string): Promise<{ status: "accepted" | "not_pending"; reason?: string }>;
+  /** Permission requests of open sessions still waiting for an answer. */
+  listPendingPermissions(): Promise<PendingPermission[]>;
+  /** The agent's ACP config options for the session (modes, models, ...). */
+  getSessionConfigOptions(sessionId: string): Promise<{ revision: number; options: unknown[] }>;
+  /** Set one of the agent's config options. */
+  setSessionConfigOption(sessionId: string, configId: string, value: unknown): Promise<{ revision: number; options: unknown[] }>;
+  /** Set the agent's mode option (fails with `unsupported` when the agent has none). */
+  setSessionMode(sessionId: string, modeId: string): Promise<{ revision: number; options: unknown[] }>;
+  /** Set the agent's model option (fails with `unsupported` when the agent has none). */
+  setSessionModel(sessionId: string, modelId: string): Promise<{ revision: number; options: unknown[] }>;
+  /** Set the agent's thought-level option (fails with `unsupported` when the agent has none). */
+  setSessionThoughtLevel(sessionId: string, level: string): Promise<{ revision: number; options: unknown[] }>;
+  /** What the agent said it can do (ACP capabilities), or null. */
+  getSessionCapabilities(sessionId: string): Promise<unknown | null>;
+  /** The agent's name and version (ACP implementation info), or null. */
+  getSessionAgentInfo(sessionId: string): Promise<{ name: string; version: string; title?: string } | null>;
+  /** Sessions open in the running VM (none while it sleeps; this never boots it). */
+  listSessions(): Promise<{ sessionId: string; agentType: string }[]>;
+  /** Every stored session, open or not. */
+  listPersistedSessions(): Promise<PersistedSession[]>;
+  /** Stored events of a session in sequence order, a page at a time (a reconnecting client reads what it missed). */
+  getSessionEvents(sessionId: string, options?: { after?: number; limit?: number }): Promise<SessionEventEntry[]>;
+  /** The session's conversation as Markdown. */
+  getSessionTranscript(sessionId: string): Promise<string>;
+  /** Stop the session's agent; its history stays (a later prompt reopens it). */
+  closeSession(sessionId: string): Promise<null>;
+  /** Stop the session's agent and delete the session with its history. */
+  deleteSession(sessionId: string): Promise<null>;
   /** Store a toolkit (replacing one of the same name); the VM offers it from its next boot. */
   registerToolKit(toolkit: { name: string; description?: string; tools: { name: string; description?: string; inputSchema?: unknown; timeoutMs?: number }[] }): Promise<null>;
   /** Remove a registered toolkit (from the next VM boot on). */
@@ -148,6 +187,16 @@ export interface AgentOsEvents {
   shellExit: (payload: { shellId: string; exitCode: number }) => void;
   /** A job fired, completed or failed (`time` in epoch ms). */
   cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
+  /** A session update: stored ones carry `seq` (page with `getSessionEvents`); streaming deltas have `ephemeral: true`. */
+  sessionEvent: (payload: { sessionId: string; seq: number | null; timestamp?: string; afterSeq?: number; ephemeral?: true; event: { type: string; [key: string]: unknown } }) => void;
+  /** The agent asks permission (policy `ask`); answer with `respondPermission`. */
+  permissionRequest: (payload: { sessionId: string; permissionId: string; options: { optionId: string; name: string; kind: string }[]; toolCall: unknown }) => void;
+  /** A permission request was answered or ended. */
+  permissionResolved: (payload: { sessionId: string; permissionId: string; outcome: unknown; status: "accepted" | "not_pending"; reason: string | null }) => void;
+  /** A session's agent process exited on its own; the next action on the session starts it again. */
+  agentCrashed: (payload: { sessionId: string; event: { sessionId: string; agentType: string; processId: string; pid: number | null; exitCode: number | null; restart: string; restartCount: number; maxRestarts: number } }) => void;
+  /** An event stream fell behind; read what was missed with the matching replay action. */
+  streamError: (payload: { scope: "session"; id: string; code: "event_stream_lagged"; message: string }) => void;
   /** A guest called a host tool; answer with `respondToolCall` before its timeout. */
   toolCall: (payload: { callId: string; toolkit: string; tool: string; input: unknown; timeoutMs: number }) => void;
   /** The actor's VM finished booting. */

@@ -5,7 +5,7 @@
 
 use futures::future::BoxFuture;
 
-use crate::actions::{cron, fs, mounts, net, process, shell, snapshot, system, tools};
+use crate::actions::{cron, fs, mounts, net, process, sessions, shell, snapshot, system, tools};
 use crate::args::{Args, Field};
 use crate::error::ActorError;
 use crate::host::HostCtx;
@@ -79,7 +79,7 @@ pub struct Section {
 }
 
 /// The whole contract, area by area.
-pub static SECTIONS: &[&Section] = &[&fs::SECTION, &snapshot::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &cron::SECTION, &tools::SECTION, &system::SECTION, &LIFECYCLE];
+pub static SECTIONS: &[&Section] = &[&fs::SECTION, &snapshot::SECTION, &mounts::SECTION, &process::SECTION, &shell::SECTION, &net::SECTION, &cron::SECTION, &sessions::SECTION, &tools::SECTION, &system::SECTION, &LIFECYCLE];
 
 /// Events about the VM itself.
 static LIFECYCLE: Section = Section {

@@ -22,6 +22,8 @@ pub struct Live {
     pub shells: Mutex<BTreeMap<String, ShellState>>,
     /// The thread that delivers spawned processes' stdin in order.
     pub stdin: StdinLane,
+    /// Agent sessions open in this VM, with their event pumps.
+    pub sessions: crate::actions::sessions::OpenSessions,
 }
 
 /// Locks a registry, surviving a panic of an earlier holder (the maps stay

@@ -18,6 +18,8 @@ use crate::actions::cron::CronRuns;
 use crate::actions::tools::{ToolCalls, host_functions};
 use crate::actions::mounts::{MountTable, apply_stored};
 use crate::live::Live;
+use crate::vm_db::{VmDb, VmDbServer};
+use agentos_vm_config::VmSqliteDescriptor;
 
 /// The sidecar's mount plugin that forwards every root operation to us.
 const JS_BRIDGE_PLUGIN: &str = "js_bridge";
@@ -35,7 +37,12 @@ pub struct VmSettings {
 
 impl VmSettings {
     /// The client config of a VM whose durable root (if any) is `root`.
-    fn client_config(&self, root: Option<Arc<Fs<HostCtx>>>, tools: HostFunctionCollections) -> AgentOsConfig {
+    fn client_config(
+        &self,
+        root: Option<Arc<Fs<HostCtx>>>,
+        tools: HostFunctionCollections,
+        database: Option<VmSqliteDescriptor>,
+    ) -> AgentOsConfig {
         let config = &self.config;
         let pool = self.pool();
         let (root_filesystem, sidecar_js_bridge_callback) = match root {
@@ -73,6 +80,7 @@ impl VmSettings {
             sidecar: Some(AgentOsSidecarConfig::Shared { pool: Some(pool) }),
             sidecar_binary_path: self.sidecar_binary(),
             host_functions: tools,
+            database,
             ..AgentOsConfig::default()
         }
     }
@@ -151,6 +159,9 @@ pub struct VmSlot {
     cron_runs: Arc<CronRuns>,
     /// Host-tool calls waiting for a client's answer.
     tool_calls: Arc<ToolCalls>,
+    /// The socket the sidecar keeps sessions through (in actor SQLite),
+    /// started at the first boot and kept for the instance's life.
+    vm_db: Arc<std::sync::OnceLock<VmDbServer>>,
 }
 
 impl Default for VmSlot {
@@ -162,6 +173,7 @@ impl Default for VmSlot {
             mounts: Arc::new(MountTable::default()),
             cron_runs: Arc::new(CronRuns::default()),
             tool_calls: Arc::new(ToolCalls::default()),
+            vm_db: Arc::default(),
         }
     }
 }
@@ -200,7 +212,8 @@ impl VmSlot {
         } else {
             Default::default()
         };
-        let vm = match AgentOs::create(settings.client_config(root.clone(), tools.clone())).await {
+        let database = self.vm_db(host)?;
+        let vm = match AgentOs::create(settings.client_config(root.clone(), tools.clone(), database.clone())).await {
             Ok(vm) => vm,
             // The pool's cached sidecar died (another actor's VM may have
             // noticed first, or nobody has): drop it and start a new one.
@@ -209,7 +222,7 @@ impl VmSlot {
                 if let Ok(sidecar) = AgentOs::get_shared_sidecar(Some(settings.pool()), settings.sidecar_binary()).await {
                     let _ = sidecar.dispose().await;
                 }
-                AgentOs::create(settings.client_config(root, tools)).await.map_err(|e| {
+                AgentOs::create(settings.client_config(root, tools, database)).await.map_err(|e| {
                     ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))
                 })?
             }
@@ -223,6 +236,24 @@ impl VmSlot {
         host.log(2, "agentOS VM booted");
         broadcast_event(host, "vmBooted", &serde_json::json!({}));
         Ok((vm, live))
+    }
+
+    /// Where the sidecar reaches the actor's SQLite (none when the actor has
+    /// no database: sessions are then unavailable, everything else works).
+    fn vm_db(&self, host: &HostCtx) -> Result<Option<VmSqliteDescriptor>, ActorError> {
+        if !host.sql_is_enabled() {
+            return Ok(None);
+        }
+        let server = match self.vm_db.get() {
+            Some(server) => server,
+            None => {
+                let server = VmDbServer::start(Arc::new(VmDb::new(host.clone()))).map_err(|e| {
+                    ActorError::new(code::VM_UNAVAILABLE, format!("the VM database socket failed to start: {e:#}"))
+                })?;
+                self.vm_db.get_or_init(|| server)
+            }
+        };
+        Ok(Some(VmSqliteDescriptor::ActorUds { path: server.socket().display().to_string() }))
     }
 
     /// Shuts the VM down if one runs, and tells clients why.

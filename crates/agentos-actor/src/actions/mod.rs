@@ -8,6 +8,7 @@ pub mod fs_batch;
 pub mod mounts;
 pub mod net;
 pub mod process;
+pub mod sessions;
 pub mod shell;
 pub mod snapshot;
 pub mod system;

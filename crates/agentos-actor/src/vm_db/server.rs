@@ -11,6 +11,7 @@ use agentos_actor_uds_client::protocol::versioned;
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
 use vbare::OwnedVersionedData;
 
 use super::exec::VmDb;
@@ -24,7 +25,8 @@ const MAX_FRAME_BYTES: u32 = 32 * 1024 * 1024;
 pub struct VmDbServer {
     dir: PathBuf,
     socket: PathBuf,
-    accept: tokio::task::JoinHandle<()>,
+    /// Ends the accept loop and every connection (they hold the database).
+    stop: CancellationToken,
 }
 
 impl VmDbServer {
@@ -36,12 +38,27 @@ impl VmDbServer {
             .with_context(|| format!("restrict {}", dir.display()))?;
         let socket = dir.join("db.sock");
         let listener = UnixListener::bind(&socket).with_context(|| format!("bind {}", socket.display()))?;
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, db.clone()));
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => return,
+                    },
+                };
+                let (db, stopped) = (db.clone(), stopped.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stopped.cancelled() => {}
+                        _ = serve(stream, db) => {}
+                    }
+                });
             }
         });
-        Ok(VmDbServer { dir, socket, accept })
+        Ok(VmDbServer { dir, socket, stop })
     }
 
     pub fn socket(&self) -> &Path {
@@ -51,7 +68,7 @@ impl VmDbServer {
 
 impl Drop for VmDbServer {
     fn drop(&mut self) {
-        self.accept.abort();
+        self.stop.cancel();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,160 @@
+//! Which sessions the running VM has open, and the pumps that turn each
+//! one's engine streams into actor events.
+//!
+//! The engine keeps every session (catalog and history) in the VM database,
+//! which is the actor's SQLite. A fresh VM (after sleep or a restart) has
+//! none open: the first action on a session opens it again from there, so
+//! its conversation goes on.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use agentos_client::AgentOs;
+use agentos_client::session::{DurableSessionEvent, OpenSessionInput, SessionStreamEntry};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::contract::Call;
+use crate::error::{ActorError, code};
+use crate::host::HostCtx;
+use crate::live::lock;
+use crate::vm::broadcast_event;
+
+/// Per VM: the sessions open in it.
+#[derive(Default)]
+pub struct OpenSessions {
+    sessions: Mutex<BTreeMap<String, OpenSession>>,
+    /// One open at a time, so a session never gets two sets of pumps.
+    opening: tokio::sync::Mutex<()>,
+}
+
+struct OpenSession {
+    agent: String,
+    pumps: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        for pump in &self.pumps {
+            pump.abort();
+        }
+    }
+}
+
+impl OpenSessions {
+    /// `(sessionId, agentType)` of every open session.
+    pub fn list(&self) -> Vec<(String, String)> {
+        lock(&self.sessions).iter().map(|(id, open)| (id.clone(), open.agent.clone())).collect()
+    }
+
+    pub fn forget(&self, session_id: &str) {
+        lock(&self.sessions).remove(session_id);
+    }
+}
+
+/// Opens (or restores) a session in the running VM and starts its pumps.
+/// `input` is the full creation request; without it the session must
+/// already exist in the actor's storage.
+pub async fn ensure_open(call: &Call, session_id: &str, input: Option<OpenSessionInput>) -> Result<AgentOs, ActorError> {
+    let (vm, live) = call.live().await?;
+    let open = &live.sessions;
+    if input.is_none() && lock(&open.sessions).contains_key(session_id) {
+        return Ok(vm);
+    }
+    let _one = open.opening.lock().await;
+    if input.is_none() && lock(&open.sessions).contains_key(session_id) {
+        return Ok(vm);
+    }
+    let input = match input {
+        Some(input) => input,
+        None => {
+            let info = vm.get_session(Some(session_id)).await.map_err(|e| not_found(session_id, e))?;
+            OpenSessionInput {
+                session_id: Some(session_id.to_owned()),
+                agent: info.agent,
+                cwd: Some(info.cwd),
+                additional_directories: None,
+                env: None,
+                mcp_servers: None,
+                permission_policy: None,
+                skip_os_instructions: None,
+                additional_instructions: None,
+            }
+        }
+    };
+    let agent = input.agent.clone();
+    vm.open_session(input).await.map_err(ActorError::from_vm)?;
+    if !lock(&open.sessions).contains_key(session_id) {
+        let pumps = vec![
+            tokio::spawn(pump_events(vm.clone(), call.host.clone(), session_id.to_owned())),
+            tokio::spawn(pump_exits(vm.clone(), call.host.clone(), session_id.to_owned(), live.clone())),
+        ];
+        lock(&open.sessions).insert(session_id.to_owned(), OpenSession { agent, pumps });
+    }
+    Ok(vm)
+}
+
+/// The engine's "no such session" as our `not_found`.
+pub fn not_found(session_id: &str, error: anyhow::Error) -> ActorError {
+    let text = format!("{error:#}");
+    if text.contains("not found") || text.contains("not_found") || text.contains("unknown session") {
+        ActorError::new(code::NOT_FOUND, format!("no session `{session_id}`: {text}"))
+    } else {
+        ActorError::from_vm(error)
+    }
+}
+
+/// Broadcasts the session's stream: every durable event as `sessionEvent`
+/// with its sequence number (the same number `getSessionEvents` pages by),
+/// streaming deltas as `sessionEvent` with `ephemeral: true`, and
+/// permission requests and answers also as their own events.
+async fn pump_events(vm: AgentOs, host: HostCtx, session_id: String) {
+    let (mut stream, _subscription) = vm.on_session_event(Some(&session_id));
+    while let Some(entry) = stream.next().await {
+        match entry {
+            Ok(SessionStreamEntry::Durable(entry)) => {
+                let event = serde_json::to_value(&entry.event).unwrap_or(Value::Null);
+                broadcast_event(&host, "sessionEvent", &json!({
+                    "sessionId": session_id, "seq": entry.sequence, "timestamp": entry.timestamp, "event": event,
+                }));
+                match &entry.event {
+                    DurableSessionEvent::PermissionRequest { request_id, options, tool_call, .. } => {
+                        broadcast_event(&host, "permissionRequest", &json!({
+                            "sessionId": session_id, "permissionId": request_id, "options": options, "toolCall": tool_call,
+                        }));
+                    }
+                    DurableSessionEvent::PermissionResponse { request_id, outcome, status, reason, .. } => {
+                        broadcast_event(&host, "permissionResolved", &json!({
+                            "sessionId": session_id, "permissionId": request_id, "outcome": outcome, "status": status, "reason": reason,
+                        }));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(SessionStreamEntry::Ephemeral(entry)) => {
+                let event = serde_json::to_value(&entry.event).unwrap_or(Value::Null);
+                broadcast_event(&host, "sessionEvent", &json!({
+                    "sessionId": session_id, "seq": null, "afterSeq": entry.after_sequence, "ephemeral": true, "event": event,
+                }));
+            }
+            Err(lagged) => {
+                broadcast_event(&host, "streamError", &json!({
+                    "scope": "session", "id": session_id, "code": "event_stream_lagged",
+                    "message": format!("{lagged}; read what was missed with getSessionEvents"),
+                }));
+            }
+        }
+    }
+}
+
+/// Broadcasts `agentCrashed` when the session's agent process exits on its
+/// own. The engine does not restart it, so the session counts as closed:
+/// the next action on it opens it again from storage.
+async fn pump_exits(vm: AgentOs, host: HostCtx, session_id: String, live: std::sync::Arc<crate::live::Live>) {
+    let (mut exits, _subscription) = vm.on_agent_exit(Some(&session_id));
+    if let Some(exit) = exits.next().await {
+        broadcast_event(&host, "agentCrashed", &json!({ "sessionId": session_id, "event": exit }));
+        // Ends this pump too (it is aborted with the session's entry).
+        live.sessions.forget(&session_id);
+    }
+}
