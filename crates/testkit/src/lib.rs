@@ -6,7 +6,9 @@
 //! reach them only on 127.0.0.1. A test that needs its own host (fault
 //! tests) starts it with [`OwnHost`], which stops it by pid.
 
+pub mod fake_llm;
 mod own_host;
+pub use fake_llm::FakeLlm;
 pub use own_host::{OwnHost, OwnStack, Reaper, children_named};
 
 use std::process::Child;
