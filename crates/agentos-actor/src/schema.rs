@@ -93,6 +93,15 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
         definition TEXT NOT NULL
     ) STRICT;",
     ),
+    // How each agent session was created: the engine reopens a session
+    // only with the very same creation options, after sleep or a restart.
+    (
+        6,
+        "CREATE TABLE agentos_sessions (
+        session_id TEXT PRIMARY KEY,
+        input TEXT NOT NULL
+    ) STRICT;",
+    ),
 ];
 
 /// Brings the schema to the latest version. Returns the version reached.

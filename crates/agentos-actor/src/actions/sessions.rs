@@ -538,6 +538,7 @@ fn delete_session(call: Call) -> Reply {
         let (vm, live) = call.live().await?;
         vm.delete_session(Some(&session_id)).await.map_err(|e| not_found(&session_id, e))?;
         live.sessions.forget(&session_id);
+        open::forget_options(&call.host, &session_id).await?;
         super::reply_null()
     }
     .boxed()

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::contract::Call;
-use crate::error::{ActorError, code};
+use crate::error::{ActorError, code, internal_while};
 use crate::host::HostCtx;
 use crate::live::lock;
 use crate::vm::broadcast_event;
@@ -66,21 +66,11 @@ pub async fn ensure_open(call: &Call, session_id: &str, input: Option<OpenSessio
         return Ok(vm);
     }
     let input = match input {
-        Some(input) => input,
-        None => {
-            let info = vm.get_session(Some(session_id)).await.map_err(|e| not_found(session_id, e))?;
-            OpenSessionInput {
-                session_id: Some(session_id.to_owned()),
-                agent: info.agent,
-                cwd: Some(info.cwd),
-                additional_directories: None,
-                env: None,
-                mcp_servers: None,
-                permission_policy: None,
-                skip_os_instructions: None,
-                additional_instructions: None,
-            }
+        Some(input) => {
+            remember(&call.host, session_id, &input).await?;
+            input
         }
+        None => recall(&call.host, &vm, session_id).await?,
     };
     let agent = input.agent.clone();
     vm.open_session(input).await.map_err(ActorError::from_vm)?;
@@ -92,6 +82,51 @@ pub async fn ensure_open(call: &Call, session_id: &str, input: Option<OpenSessio
         lock(&open.sessions).insert(session_id.to_owned(), OpenSession { agent, pumps });
     }
     Ok(vm)
+}
+
+/// Stores how a session was created (before the engine opens it, so a
+/// session the engine has always has its options here).
+async fn remember(host: &HostCtx, session_id: &str, input: &OpenSessionInput) -> Result<(), ActorError> {
+    let input = serde_json::to_string(input).map_err(|e| ActorError::internal(format!("encode session options: {e}")))?;
+    host.db_run(
+        "INSERT INTO agentos_sessions (session_id, input) VALUES (?, ?) \
+         ON CONFLICT (session_id) DO UPDATE SET input = excluded.input",
+        &json!([session_id, input]),
+    )
+    .await
+    .map_err(internal_while("store the session's options"))
+}
+
+/// The creation options of a stored session. A session the engine has but
+/// we have no options for (created before they were kept) is reopened with
+/// its agent and directory.
+async fn recall(host: &HostCtx, vm: &AgentOs, session_id: &str) -> Result<OpenSessionInput, ActorError> {
+    let rows = host
+        .db_query("SELECT input FROM agentos_sessions WHERE session_id = ?", &json!([session_id]))
+        .await
+        .map_err(internal_while("read the session's options"))?;
+    if let Some(input) = rows.first().and_then(|row| row.get("input")).and_then(Value::as_str) {
+        return serde_json::from_str(input).map_err(|e| ActorError::internal(format!("stored options of session `{session_id}`: {e}")));
+    }
+    let info = vm.get_session(Some(session_id)).await.map_err(|e| not_found(session_id, e))?;
+    Ok(OpenSessionInput {
+        session_id: Some(session_id.to_owned()),
+        agent: info.agent,
+        cwd: Some(info.cwd),
+        additional_directories: Some(info.additional_directories),
+        env: None,
+        mcp_servers: None,
+        permission_policy: None,
+        skip_os_instructions: None,
+        additional_instructions: None,
+    })
+}
+
+/// Forgets a deleted session's options.
+pub async fn forget_options(host: &HostCtx, session_id: &str) -> Result<(), ActorError> {
+    host.db_run("DELETE FROM agentos_sessions WHERE session_id = ?", &json!([session_id]))
+        .await
+        .map_err(internal_while("delete the session's options"))
 }
 
 /// The engine's "no such session" as our `not_found`.

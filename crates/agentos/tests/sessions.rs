@@ -1,0 +1,241 @@
+//! Agent sessions with the real Pi agent against the fake LLM on
+//! 127.0.0.1: prompts, durable history, and a conversation that goes on
+//! after sleep, a graceful host restart and a SIGKILL of the host.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::fake_llm::FakeLlm;
+use testkit::{OwnStack, eventually, unique_key};
+
+/// The provisioned command set and Pi package (`agentos provision --json`).
+fn provisioned() -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentos"))
+        .args(["provision", "--json"])
+        .output()
+        .expect("run agentos provision");
+    assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")
+}
+
+/// An actor config with the command set plus Pi, reaching the fake LLM's
+/// port on host loopback (and nothing else outside).
+fn pi_config(name: &str, llm_port: u16) -> PathBuf {
+    let done = provisioned();
+    let mut packages: Vec<Value> =
+        done["commandPackages"].as_array().unwrap().iter().map(|p| json!({ "packagePath": p })).collect();
+    packages.push(json!({ "packagePath": done["piPackage"].as_str().expect("Pi is provisioned") }));
+    let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
+    let config = json!({ "packages": packages, "loopbackExemptPorts": [llm_port] });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+fn session_options(llm: &FakeLlm, session_id: &str) -> Value {
+    json!({
+        "sessionId": session_id,
+        "cwd": "/home/agentos/workspace",
+        "skipOsInstructions": true,
+        "env": {
+            "ANTHROPIC_BASE_URL": llm.base_url(),
+            "ANTHROPIC_API_KEY": "test-key",
+            "HOME": "/home/agentos",
+            "PI_SKIP_VERSION_CHECK": "1",
+        },
+    })
+}
+
+/// Every text the last model request carried, in order (all roles).
+fn conversation_text(llm: &FakeLlm) -> String {
+    let request = llm.model_requests().pop().expect("a model request");
+    request.body["messages"].to_string()
+}
+
+/// Collects every `sessionEvent` a connection receives.
+async fn record_session_events(
+    conn: &rivetkit_client::connection::ActorConnection,
+) -> (Arc<Mutex<Vec<Value>>>, rivetkit_client::connection::SubscriptionHandle) {
+    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = events.clone();
+    let subscription = conn.on_event("sessionEvent", move |args: &Vec<Value>| sink.lock().unwrap().push(args[0].clone())).await;
+    (events, subscription)
+}
+
+async fn prompt(os: &rivetkit_client::handle::ActorHandle, session: &str, text: &str) -> Value {
+    os.action("sendPrompt", vec![json!(session), json!(text)]).await.unwrap_or_else(|e| panic!("sendPrompt {text}: {e}"))
+}
+
+#[tokio::test]
+async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() {
+    let llm = FakeLlm::start().await.unwrap();
+    let config = pi_config("sessions", llm.port());
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let config_arg = config.to_string_lossy().into_owned();
+    let mut stack = OwnStack::start(binary, "sessions", &["--sleep-after-secs", "3", "--actor-config", &config_arg]);
+    let key = unique_key("sessions");
+    let os = stack.actor(&key);
+    let conn = os.connect();
+    let (events, _sub) = record_session_events(&conn).await;
+
+    conn.action("mkdir", vec![json!("/home/agentos/workspace"), json!({ "recursive": true })]).await.unwrap();
+    let id = conn.action("createSession", vec![json!("pi"), session_options(&llm, "s1")]).await.unwrap();
+    assert_eq!(id, json!("s1"));
+    llm.push_text("FIRST-REPLY about PINEAPPLE");
+    let first = conn.action("sendPrompt", vec![json!("s1"), json!("Remember the word PINEAPPLE.")]).await.unwrap();
+    assert_eq!(first["text"], json!("FIRST-REPLY about PINEAPPLE"), "{first}");
+    assert_eq!(first["stopReason"], json!("end_turn"), "{first}");
+
+    // The stream carried the turn with sequence numbers; history pages by them.
+    let streamed = eventually(Duration::from_secs(10), "durable session events", || async {
+        let seen = events.lock().unwrap().clone();
+        let durable: Vec<Value> = seen.into_iter().filter(|e| e["seq"].is_u64() && e["sessionId"] == json!("s1")).collect();
+        durable.iter().any(|e| e["event"]["type"] == json!("agent_message_chunk")).then_some(durable)
+    })
+    .await;
+    let history = conn.action("getSessionEvents", vec![json!("s1")]).await.unwrap();
+    let seqs: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && !seqs.is_empty(), "{history}");
+    for event in &streamed {
+        assert!(seqs.contains(&event["seq"].as_u64().unwrap()), "streamed {event} is in the history");
+    }
+    let after_first = *seqs.first().unwrap();
+    let rest = conn.action("getSessionEvents", vec![json!("s1"), json!({ "after": after_first, "limit": 1 })]).await.unwrap();
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert!(rest[0]["seq"].as_u64().unwrap() > after_first);
+    let transcript = conn.action("getSessionTranscript", vec![json!("s1")]).await.unwrap();
+    let transcript = transcript.as_str().unwrap();
+    assert!(transcript.contains("## User") && transcript.contains("Remember the word PINEAPPLE."), "{transcript}");
+    assert!(transcript.contains("## Assistant") && transcript.contains("FIRST-REPLY about PINEAPPLE"), "{transcript}");
+    let listed = conn.action("listSessions", vec![]).await.unwrap();
+    assert_eq!(listed, json!([{ "sessionId": "s1", "agentType": "pi" }]));
+    drop(_sub);
+    conn.disconnect().await;
+
+    // 1. Sleep and wake: the agent sees the earlier turn.
+    stack.wait_asleep(&os).await;
+    llm.push_text("SECOND-REPLY");
+    let second = prompt(&os, "s1", "Which word did I ask you to remember?").await;
+    assert_eq!(second["text"], json!("SECOND-REPLY"), "{second}");
+    let sent = conversation_text(&llm);
+    assert!(sent.contains("Remember the word PINEAPPLE.") && sent.contains("FIRST-REPLY about PINEAPPLE"), "after wake the agent got: {sent}");
+
+    // 2. A graceful host restart.
+    stack.host.stop(Duration::from_secs(60));
+    stack.restart_host();
+    let os = stack.actor(&key);
+    llm.push_text("THIRD-REPLY");
+    let third = prompt(&os, "s1", "And again?").await;
+    assert_eq!(third["text"], json!("THIRD-REPLY"), "{third}");
+    let sent = conversation_text(&llm);
+    assert!(sent.contains("PINEAPPLE") && sent.contains("SECOND-REPLY"), "after a restart the agent got: {sent}");
+
+    // 3. SIGKILL of the host once a turn has completed.
+    stack.host.kill_hard();
+    stack.restart_host();
+    let os = stack.actor(&key);
+    llm.push_text("FOURTH-REPLY");
+    let fourth = prompt(&os, "s1", "One last time?").await;
+    assert_eq!(fourth["text"], json!("FOURTH-REPLY"), "{fourth}");
+    let sent = conversation_text(&llm);
+    assert!(sent.contains("PINEAPPLE") && sent.contains("THIRD-REPLY"), "after SIGKILL the agent got: {sent}");
+
+    let persisted = os.action("listPersistedSessions", vec![]).await.unwrap();
+    let s1 = persisted.as_array().unwrap().iter().find(|s| s["sessionId"] == json!("s1")).cloned().unwrap_or_default();
+    assert_eq!((s1["agentType"].clone(), s1["status"].clone()), (json!("pi"), json!("idle")), "{persisted}");
+
+    // Closing keeps the history; deleting removes it.
+    os.action("closeSession", vec![json!("s1")]).await.unwrap();
+    assert_eq!(os.action("listSessions", vec![]).await.unwrap(), json!([]));
+    let kept = os.action("getSessionEvents", vec![json!("s1")]).await.unwrap();
+    assert!(!kept.as_array().unwrap().is_empty());
+    os.action("deleteSession", vec![json!("s1")]).await.unwrap();
+    let error = os.action("getSessionEvents", vec![json!("s1")]).await.unwrap_err().to_string();
+    assert!(error.contains("s1"), "{error}");
+    let _ = std::fs::remove_file(config);
+}
+
+/// Pi's `bash` tool runs in the VM; two sessions keep their conversations
+/// apart; a second connection gets the same `sessionEvent` stream; a prompt
+/// can be cancelled mid-turn.
+#[tokio::test]
+async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
+    let llm = FakeLlm::start().await.unwrap();
+    let config = pi_config("sessions-tools", llm.port());
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let config_arg = config.to_string_lossy().into_owned();
+    let stack = OwnStack::start(binary, "sessions-tools", &["--actor-config", &config_arg]);
+    let os = stack.actor(&unique_key("sessions-tools"));
+    let (first, second) = (os.connect(), os.connect());
+    let (first_events, _first_sub) = record_session_events(&first).await;
+    let (second_events, _second_sub) = record_session_events(&second).await;
+
+    first.action("mkdir", vec![json!("/home/agentos/workspace")]).await.unwrap();
+    for id in ["a", "b"] {
+        first.action("createSession", vec![json!("pi"), session_options(&llm, id)]).await.unwrap();
+    }
+
+    // A tool call: the fake asks for bash, Pi runs it in the VM, the result
+    // goes back to the model.
+    llm.push_tool_use("bash", json!({ "command": "echo from-the-agent > /home/agentos/workspace/t.txt && echo written" }));
+    llm.push_text("DONE-A");
+    let reply = first.action("sendPrompt", vec![json!("a"), json!("Write the file.")]).await.unwrap();
+    assert_eq!(reply["text"], json!("DONE-A"), "{reply}");
+    let file = first.action("readFile", vec![json!("/home/agentos/workspace/t.txt")]).await.unwrap();
+    assert_eq!(testkit::bytes_of(&file), b"from-the-agent\n");
+    let follow_up = llm.model_requests().pop().unwrap();
+    let results: Vec<(String, bool)> = follow_up
+        .conversation()
+        .iter()
+        .flat_map(|message| message.tool_results().map(|(_, text, error)| (text.to_owned(), error)).collect::<Vec<_>>())
+        .collect();
+    assert!(results.iter().any(|(text, error)| text.contains("written") && !error), "{results:?}");
+
+    // Session b never saw a's conversation.
+    llm.push_text("DONE-B");
+    let reply = first.action("sendPrompt", vec![json!("b"), json!("Hello from b.")]).await.unwrap();
+    assert_eq!(reply["text"], json!("DONE-B"));
+    let sent = conversation_text(&llm);
+    assert!(sent.contains("Hello from b.") && !sent.contains("Write the file.") && !sent.contains("DONE-A"), "{sent}");
+
+    // Both connections got the same stored events of both sessions.
+    let durable = |events: &Arc<Mutex<Vec<Value>>>| -> Vec<(String, u64)> {
+        let mut seen: Vec<(String, u64)> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| Some((e["sessionId"].as_str()?.to_owned(), e["seq"].as_u64()?)))
+            .collect();
+        seen.sort();
+        seen
+    };
+    let both = eventually(Duration::from_secs(10), "both connections to see the tool call of a", || async {
+        let (one, two) = (durable(&first_events), durable(&second_events));
+        let tool_seen = second_events.lock().unwrap().iter().any(|e| e["sessionId"] == json!("a") && e["event"]["type"] == json!("tool_call"));
+        (tool_seen && one == two && one.iter().any(|(s, _)| s == "b")).then_some(one)
+    })
+    .await;
+    assert!(both.iter().any(|(s, _)| s == "a"));
+
+    // Cancel mid-turn: the fake holds its reply until the turn is cancelled.
+    let hold = llm.push_hold("thinking about it");
+    let turn = {
+        let second = os.connect();
+        tokio::spawn(async move { second.action("sendPrompt", vec![json!("a"), json!("Take your time.")]).await })
+    };
+    hold.wait_for(testkit::fake_llm::HoldState::Holding, Duration::from_secs(60)).await.unwrap();
+    let cancelled = first.action("cancelPrompt", vec![json!("a")]).await.unwrap();
+    assert_eq!(cancelled, json!({ "status": "cancelled" }));
+    let ended = tokio::time::timeout(Duration::from_secs(60), turn).await.expect("the turn ends").unwrap();
+    match ended {
+        Ok(reply) => assert_eq!(reply["stopReason"], json!("cancelled"), "{reply}"),
+        Err(error) => assert!(error.to_string().contains("cancel"), "{error}"),
+    }
+    hold.release();
+    let idle = first.action("cancelPrompt", vec![json!("a")]).await.unwrap();
+    assert_eq!(idle, json!({ "status": "no_active_prompt" }));
+    first.disconnect().await;
+    second.disconnect().await;
+    let _ = std::fs::remove_file(config);
+}
