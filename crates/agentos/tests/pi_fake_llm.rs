@@ -4,9 +4,11 @@
 //! session actions build on: Pi's requests reach the fake through the
 //! actor's own deny-by-default network policy plus `loopback_exempt_ports`,
 //! scripted text comes back as the prompt result, a scripted `bash` tool
-//! call really runs in the VM and its output goes back to the model, and a
-//! prompt held mid-stream can be cancelled. If this fails, session tests
-//! through the actor cannot pass either.
+//! call really runs in the VM and its output goes back to the model, a
+//! prompt held mid-stream can be cancelled, and a reopened session replays
+//! its history to the model. If this fails, session tests through the actor
+//! cannot pass either. Runs in ~12 s (5 s of it the VM teardown deadline
+//! the sidecar hits with Pi's process still open).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -106,7 +108,7 @@ async fn run(vm: &AgentOs, fake: &FakeLlm, started: Instant) -> anyhow::Result<(
         permission_policy: None,
         additional_instructions: None,
     };
-    step("open_session", started, vm.open_session(open)).await?;
+    step("open_session", started, vm.open_session(open.clone())).await?;
 
     // (1) A plain prompt answers with the scripted text.
     fake.push_text("PONG from the fake");
@@ -160,6 +162,25 @@ async fn run(vm: &AgentOs, fake: &FakeLlm, started: Instant) -> anyhow::Result<(
     fake.push_text("still here");
     let after = step("prompt after cancel", started, prompt(vm, "again")).await;
     assert_eq!(reply_text(&after), "still here");
+
+    // (4) Unload (kills the adapter, keeps the durable history), reopen,
+    // prompt. Pi cannot load a session natively (`loadSession: false`), so
+    // the sidecar replays the recent ACP updates as text in ONE user message
+    // ahead of the new prompt: earlier turns are not separate messages.
+    step("unload_session", started, vm.unload_session(Some("main"))).await?;
+    step("reopen session", started, vm.open_session(open)).await?;
+    fake.push_text("after reopen");
+    let reopened = step("prompt after reopen", started, prompt(vm, "remember?")).await;
+    assert_eq!(reply_text(&reopened), "after reopen");
+    let replayed = fake.last_request().unwrap().conversation();
+    let [only] = replayed.as_slice() else { panic!("one replay message expected: {replayed:?}") };
+    let text = only.text();
+    assert_eq!(only.role, "user");
+    assert!(text.contains("could not restore native context"), "{text}");
+    for earlier in ["say pong", "PONG from the fake", "wrote-it", "the file is written", "still here"] {
+        assert!(text.contains(earlier), "the replay carries `{earlier}`: {text}");
+    }
+    assert!(text.ends_with("remember?"), "the new prompt comes last: {text}");
     Ok(())
 }
 
