@@ -56,11 +56,10 @@ async fn connection(stream: TcpStream, state: Arc<State>) {
                 return;
             }
         };
-        if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-            if write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+        if head.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            && write.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
                 return;
             }
-        }
         let body = match read_body(&mut read, &head).await {
             Ok(body) => body,
             Err(message) => {
@@ -247,11 +246,10 @@ async fn respond(
         Api::OpenAi => state.next_id("chatcmpl"),
     };
     if !request.is_stream() {
-        if let Some(gate) = &hold {
-            if !hold_until_released(gate, read).await {
+        if let Some(gate) = &hold
+            && !hold_until_released(gate, read).await {
                 return false;
             }
-        }
         let body = match api {
             Api::Anthropic => wire::anthropic_message(&message_id, model, &said),
             Api::OpenAi => wire::openai_completion(&message_id, model, &said),
@@ -266,13 +264,11 @@ async fn respond(
         }
     };
     let sent = send_stream(&stream, hold.as_ref(), read, write, keep_alive).await;
-    if !sent {
-        if let Some(gate) = &hold {
-            if gate.state() != HoldState::Released {
+    if !sent
+        && let Some(gate) = &hold
+            && gate.state() != HoldState::Released {
                 gate.set(HoldState::ClientGone);
             }
-        }
-    }
     sent
 }
 
@@ -306,11 +302,10 @@ async fn send_stream(
         return false;
     }
     for (i, frame) in stream.frames.iter().enumerate() {
-        if let (Some(gate), Some(pause)) = (hold, stream.pause_after) {
-            if i == pause && !hold_until_released(gate, read).await {
+        if let (Some(gate), Some(pause)) = (hold, stream.pause_after)
+            && i == pause && !hold_until_released(gate, read).await {
                 return false;
             }
-        }
         let chunk = format!("{:x}\r\n{frame}\r\n", frame.len());
         if write.write_all(chunk.as_bytes()).await.is_err() || write.flush().await.is_err() {
             return false;

@@ -112,6 +112,14 @@ impl RecordedRequest {
             .collect()
     }
 
+    /// Every message's [`ConversationMessage::text`], one per line: for
+    /// "does the model see X" checks that should not depend on how the
+    /// history was packed (a reopened Pi session replays earlier turns as
+    /// text inside one user message).
+    pub fn conversation_text(&self) -> String {
+        self.conversation().iter().map(ConversationMessage::text).collect::<Vec<_>>().join("\n")
+    }
+
     /// The `messages` the request carried, in order (Anthropic or OpenAI).
     pub fn conversation(&self) -> Vec<ConversationMessage> {
         let messages = self.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -163,6 +163,7 @@ async fn records_requests_and_their_conversation() {
         Part::ToolUse { id: "toolu_1".into(), name: "bash".into(), input: json!({"command": "ls"}) }
     );
     assert_eq!(conversation[2].tool_results().collect::<Vec<_>>(), [("toolu_1", "a.txt", false)]);
+    assert_eq!(request.conversation_text(), "run it\nsure\na.txt");
     assert_eq!(fake.requests().len(), 1);
 }
 
