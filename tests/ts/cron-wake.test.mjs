@@ -6,7 +6,7 @@
 // then `check`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { client, required, text } from "./support.mjs";
+import { client, required, text, show } from "./support.mjs";
 
 const phase = required("AGENTOS_TEST_PHASE");
 const key = required("AGENTOS_TEST_ACTOR_KEY");
@@ -33,9 +33,9 @@ if (phase === "schedule") {
     const os = actor();
     const [job] = await os.listCronJobs();
     assert.equal(job.id, "wake");
-    assert.ok(job.runCount >= 1, JSON.stringify(job));
-    assert.equal(job.lastError, null, JSON.stringify(job));
-    assert.ok(job.lastRun > 0 && job.nextRun > job.lastRun, JSON.stringify(job));
+    assert.ok(job.runCount >= 1, show(job));
+    assert.equal(job.lastError, null, show(job));
+    assert.ok(job.lastRun > 0 && job.nextRun > job.lastRun, show(job));
     const lines = text(await os.readFile("/workspace/wake.log")).trim().split("\n");
     assert.ok(lines.length >= 1 && lines.every((l) => /^\d{10}$/.test(l)), `wake.log: ${lines}`);
   });

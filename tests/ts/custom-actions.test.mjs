@@ -6,7 +6,7 @@
 // (cwd /tmp).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { client, expectError, uniqueKey } from "./support.mjs";
+import { client, expectError, uniqueKey, show } from "./support.mjs";
 
 test("custom actions run their command with the input and reply with its output", { timeout: 180_000 }, async () => {
   const os = client().agentOS.getOrCreate([uniqueKey("ts-custom")]);
@@ -14,7 +14,7 @@ test("custom actions run their command with the input and reply with its output"
   assert.equal(await os.plain(), "just text\n");
   assert.equal(await os.whereAmI(), "/tmp\n");
   const failed = await expectError(os.fails(), { code: "command_failed", messageIncludes: ["exited with 4", "nope"] });
-  assert.equal(failed.metadata?.exitCode, 4, JSON.stringify(failed.metadata));
+  assert.equal(failed.metadata?.exitCode, 4, show(failed.metadata));
   await expectError(os.greet(1, 2), { code: "invalid_argument", messageIncludes: "too many arguments" });
   // Over a connection too, and the built-ins are untouched.
   const conn = os.connect();

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { client, required, text } from "./support.mjs";
+import { client, required, text, show } from "./support.mjs";
 
 const phase = required("AGENTOS_TEST_PHASE");
 const key = required("AGENTOS_TEST_ACTOR_KEY");
@@ -21,12 +21,12 @@ if (phase === "mount") {
     const os = actor();
     assert.equal(await os.mountFs("/mnt/host", { id: "host_dir", config: { hostPath: hostDir } }), null);
     const out = await os.exec("cat /mnt/host/from-host.txt; echo guest > /mnt/host/from-guest.txt");
-    assert.equal(out.stdout, "host file", JSON.stringify(out));
+    assert.equal(out.stdout, "host file", show(out));
     assert.equal(readFileSync(join(hostDir, "from-guest.txt"), "utf8"), "guest\n");
     const mounts = await os.listMounts();
     assert.ok(
       mounts.some((m) => m.path === "/mnt/host" && m.persisted === true && m.readOnly === false),
-      JSON.stringify(mounts),
+      show(mounts),
     );
     const preview = await os.createSignedPreviewUrl(8080);
     // Kept in the actor's own filesystem for the next phase.
@@ -39,9 +39,9 @@ if (phase === "mount") {
     assert.equal(text(await os.readFile("/mnt/host/from-host.txt")), "host file");
     assert.equal(text(await os.readFile("/mnt/host/from-guest.txt")), "guest\n");
     const mounts = await os.listMounts();
-    assert.ok(mounts.some((m) => m.path === "/mnt/host" && m.persisted === true), JSON.stringify(mounts));
+    assert.ok(mounts.some((m) => m.path === "/mnt/host" && m.persisted === true), show(mounts));
     const out = await os.exec("echo again >> /mnt/host/from-guest.txt");
-    assert.equal(out.exitCode, 0, JSON.stringify(out));
+    assert.equal(out.exitCode, 0, show(out));
     assert.equal(readFileSync(join(hostDir, "from-guest.txt"), "utf8"), "guest\nagain\n");
 
     // A valid token with no guest server behind it is a 502, an unknown one a 404.

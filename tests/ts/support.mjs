@@ -53,8 +53,9 @@ export async function eventually(what, check, ms = 30_000) {
 
 /**
  * Starts a guest HTTP server on `port` that echoes method, URL and body as
- * JSON (header `x-echo: yes`); `GET /quit` answers and exits. Returns the
- * pending `exec` of the server (resolves with its ExecResult).
+ * JSON (header `x-echo: yes`); `GET /quit` answers and exits. Returns
+ * `{ exited }`, the pending `exec` of the server (its ExecResult), wrapped
+ * so that returning it from this async function does not await it.
  */
 export async function startEchoServer(handle, port) {
   const script = `require('http').createServer((req, res) => {
@@ -68,15 +69,25 @@ export async function startEchoServer(handle, port) {
   }).listen(${port});
   setTimeout(() => process.exit(3), 120000);`;
   await handle.writeFile("/tmp/echo.js", script);
-  const server = handle.exec("node /tmp/echo.js");
+  const exited = handle.exec("node /tmp/echo.js");
   // A failing server must fail the test, not leave an unhandled rejection.
-  server.catch(() => {});
+  exited.catch(() => {});
   await eventually("the guest server to answer", async () => {
     const response = await handle.vmFetch(port, "/ready");
     return response.status === 200 ? response : undefined;
   });
-  return server;
+  return { exited };
 }
+
+/** Stops the echo server through its `/quit` route and checks it exited 0. */
+export async function stopEchoServer(handle, server, port) {
+  await handle.vmFetch(port, "/quit");
+  const exit = await server.exited;
+  assert.equal(exit.exitCode, 0, `echo server: ${show(exit)}`);
+}
+
+/** JSON for assertion messages; the client decodes large integers as BigInt. */
+export const show = (value) => JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `${v}n` : v));
 
 /** The echo server's view of a request: method, url and the body's bytes. */
 export function echoed(body) {

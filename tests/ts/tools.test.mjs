@@ -3,7 +3,7 @@
 // `toolCall` event on the connection, which answers with `respondToolCall`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { client, expectError, uniqueKey } from "./support.mjs";
+import { client, expectError, uniqueKey, show } from "./support.mjs";
 
 test("a guest tool call round-trips through a connected client", { timeout: 300_000 }, async () => {
   const handle = client().agentOS.getOrCreate([uniqueKey("ts-tools")]);
@@ -43,12 +43,12 @@ test("a guest tool call round-trips through a connected client", { timeout: 300_
     const fail = await handle.exec("agentos-math fail");
     const slow = await handle.exec("agentos-math slow");
     const output = (r) => r.stdout + r.stderr;
-    assert.equal(add.exitCode, 0, JSON.stringify(add));
-    assert.ok(output(add).includes("42"), JSON.stringify(add));
-    assert.notEqual(fail.exitCode, 0, JSON.stringify(fail));
-    assert.ok(output(fail).includes("boom from the client"), JSON.stringify(fail));
-    assert.notEqual(slow.exitCode, 0, JSON.stringify(slow));
-    assert.ok(output(slow).includes("no client answered within 1500 ms"), JSON.stringify(slow));
+    assert.equal(add.exitCode, 0, show(add));
+    assert.ok(output(add).includes("42"), show(add));
+    assert.notEqual(fail.exitCode, 0, show(fail));
+    assert.ok(output(fail).includes("boom from the client"), show(fail));
+    assert.notEqual(slow.exitCode, 0, show(slow));
+    assert.ok(output(slow).includes("no client answered within 1500 ms"), show(slow));
 
     assert.deepEqual(await Promise.all(answered), [null, null]);
     assert.deepEqual(
