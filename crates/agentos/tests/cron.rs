@@ -150,3 +150,30 @@ async fn a_due_job_wakes_the_sleeping_actor_also_after_a_host_restart() {
     let lines = String::from_utf8(bytes_of(&log)).unwrap();
     assert!(!lines.trim().is_empty(), "the job ran while no client was there");
 }
+
+/// The same wake-up with the TypeScript client scheduling the job and
+/// checking its runs; only the stack is handled here.
+#[tokio::test]
+async fn typescript_client_cron_wakes_the_sleeping_actor() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let mut stack = OwnStack::start(binary, "ts-cron-wake", &["--sleep-after-secs", "2"]);
+    let key = unique_key("ts-cron-wake");
+    let run = |stack: &OwnStack, phase: &str| {
+        let env = [("AGENTOS_TEST_PHASE", phase), ("AGENTOS_TEST_ACTOR_KEY", key.as_str())];
+        testkit::run_ts_suite_on(&stack.host.endpoint(), "cron-wake.test.mjs", 1, &env);
+    };
+    run(&stack, "schedule");
+    let os = stack.actor(&key);
+    let id = os.resolve().await.unwrap();
+    stack.wait_asleep(&os).await;
+    stack.host.stop(Duration::from_secs(60));
+    stack.restart_host();
+    // No client calls the actor until the check phase: only its alarm wakes it.
+    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (!stack.asleep(&id).await).then_some(()) })
+        .await;
+    eventually(Duration::from_secs(60), "the actor to sleep again after the run", || async {
+        stack.asleep(&id).await.then_some(())
+    })
+    .await;
+    run(&stack, "check");
+}

@@ -38,8 +38,10 @@ async fn software_agents_and_health() {
     assert!(format!("{e:#}").contains("too many arguments"), "{e:#}");
 }
 
-#[tokio::test]
-async fn custom_actions_run_their_command_with_the_input() {
+/// An own host whose config declares the custom actions `greet` (node
+/// reading its JSON input), `fails` (exits 4), `plain` (prints text) and
+/// `whereAmI` (cwd /tmp); the config's directory goes with it.
+fn custom_actions_stack() -> (OwnStack, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(unique_key("custom"));
     std::fs::create_dir_all(&dir).unwrap();
     let greet = "let d = ''; process.stdin.on('data', c => d += c).on('end', () => { const i = JSON.parse(d); \
@@ -54,6 +56,12 @@ async fn custom_actions_run_their_command_with_the_input() {
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
     let config_path = dir.join("config.json");
     let stack = OwnStack::start(binary, "custom", &["--actor-config", config_path.to_str().unwrap()]);
+    (stack, dir)
+}
+
+#[tokio::test]
+async fn custom_actions_run_their_command_with_the_input() {
+    let (stack, dir) = custom_actions_stack();
     let os = stack.actor(&unique_key("custom"));
 
     let hello = os.action("greet", vec![json!({ "name": "ada" })]).await.unwrap();
@@ -66,6 +74,14 @@ async fn custom_actions_run_their_command_with_the_input() {
     assert!(e.contains("too many arguments"), "{e}");
     // Built-ins are untouched.
     assert_eq!(os.action("exists", vec![json!("/tmp")]).await.unwrap(), Value::Bool(true));
+    drop(stack);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn typescript_client_calls_custom_actions() {
+    let (stack, dir) = custom_actions_stack();
+    testkit::run_ts_suite_on(&stack.host.endpoint(), "custom-actions.test.mjs", 1, &[]);
     drop(stack);
     std::fs::remove_dir_all(&dir).unwrap();
 }

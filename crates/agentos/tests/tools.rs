@@ -96,3 +96,8 @@ async fn guest_tool_calls_round_trip_through_a_client() {
     assert!(e.contains("no registered toolkit `math`"), "{e}");
     conn.disconnect().await;
 }
+
+#[test]
+fn typescript_client_answers_guest_tool_calls() {
+    testkit::run_ts_suite("tools.test.mjs", 1);
+}

@@ -241,8 +241,10 @@ async fn vm_fetch_sends_a_body_and_previews_proxy_with_the_query() {
     assert_eq!(exit["exitCode"], json!(0), "{exit}");
 }
 
-#[tokio::test]
-async fn mounts_and_previews_survive_sleep() {
+/// An own host whose actors sleep after 2 idle seconds and may mount
+/// `host_dir` under a new test directory; `<dir>/data` (mode 0777) holds
+/// `from-host.txt`. The directory goes with the stack.
+fn host_dir_stack() -> (OwnStack, std::path::PathBuf) {
     let shared = std::env::temp_dir().join(unique_key("host-dir"));
     std::fs::create_dir_all(shared.join("data")).unwrap();
     // The guest (uid 1000) writes through host_dir only where "other" may.
@@ -255,6 +257,12 @@ async fn mounts_and_previews_survive_sleep() {
     std::fs::write(&config, policy.to_string()).unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
     let stack = OwnStack::start(binary, "mount-sleep", &["--sleep-after-secs", "2", "--actor-config", config.to_str().unwrap()]);
+    (stack, shared)
+}
+
+#[tokio::test]
+async fn mounts_and_previews_survive_sleep() {
+    let (stack, shared) = host_dir_stack();
     let os = stack.actor(&unique_key("mount-sleep"));
 
     let host_path = shared.join("data").display().to_string();
@@ -334,4 +342,25 @@ async fn a_snapshot_starts_a_new_actor_with_the_same_root() {
     assert!(e.contains("`snapshot.format`"), "{e}");
     let e = error_of(&copy, "restoreRootFilesystem", vec![json!({ "format": "agentos-root-v1" })]).await;
     assert!(e.contains("`snapshot.entries`"), "{e}");
+}
+
+#[test]
+fn typescript_client_fetches_previews_and_restores_snapshots() {
+    testkit::run_ts_suite("vm-surface.test.mjs", 3);
+}
+
+#[tokio::test]
+async fn typescript_client_mounts_survive_sleep() {
+    let (stack, shared) = host_dir_stack();
+    let key = unique_key("ts-mount-sleep");
+    let data = shared.join("data").display().to_string();
+    let run = |phase: &str| {
+        let env = [("AGENTOS_TEST_PHASE", phase), ("AGENTOS_TEST_ACTOR_KEY", key.as_str()), ("AGENTOS_TEST_HOST_DIR", data.as_str())];
+        testkit::run_ts_suite_on(&stack.host.endpoint(), "mounts-sleep.test.mjs", 1, &env);
+    };
+    run("mount");
+    stack.wait_asleep(&stack.actor(&key)).await;
+    run("woken");
+    drop(stack);
+    std::fs::remove_dir_all(&shared).unwrap();
 }

@@ -283,6 +283,13 @@ pub fn pid_alive(pid: u32) -> bool {
 /// client) against the shared host and fails unless exactly `expected`
 /// tests ran and all passed, so a suite that silently runs nothing fails.
 pub fn run_ts_suite(file: &str, expected: usize) {
+    run_ts_suite_on(&endpoint(), file, expected, &[]);
+}
+
+/// [`run_ts_suite`] against `endpoint` (e.g. an [`OwnStack`]'s) with extra
+/// environment: a suite run in phases learns its phase and actor key here,
+/// while the Rust test changes the stack between phases.
+pub fn run_ts_suite_on(endpoint: &str, file: &str, expected: usize, env: &[(&str, &str)]) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ts");
     assert!(
         dir.join("node_modules/rivetkit").exists(),
@@ -294,15 +301,17 @@ pub fn run_ts_suite(file: &str, expected: usize) {
             .arg("--test-reporter=spec")
             .arg(file)
             .current_dir(&dir)
-            .env("AGENTOS_TEST_ENDPOINT", endpoint()),
+            .env("AGENTOS_TEST_ENDPOINT", endpoint)
+            .envs(env.iter().copied()),
         Duration::from_secs(420),
     )
     .expect("run node --test");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "TypeScript suite {file} failed:\n{stdout}\n{stderr}");
+    let phase = env.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>();
+    assert!(output.status.success(), "TypeScript suite {file}{phase} failed:\n{stdout}\n{stderr}");
     assert!(
         stdout.contains(&format!("pass {expected}\n")) && stdout.contains("fail 0"),
-        "TypeScript suite {file}: expected {expected} passing tests:\n{stdout}"
+        "TypeScript suite {file}{phase}: expected {expected} passing tests:\n{stdout}"
     );
 }
