@@ -34,6 +34,11 @@ test("vmFetch sends string and Uint8Array bodies to a guest server that echoes t
 
   await expectError(os.vmFetch(8080, "/", { body: 5 }), { code: "invalid_argument", messageIncludes: "`options.body`" });
   await expectError(os.vmFetch(8080, "no-slash"), { code: "invalid_argument", messageIncludes: "`url`" });
+  // Bytes that are not UTF-8 would arrive altered: refused, naming the byte.
+  await expectError(os.vmFetch(8080, "/", { body: new Uint8Array([0x61, 0x80, 0xfe]) }), {
+    code: "invalid_argument",
+    messageIncludes: "byte 1 is not",
+  });
   await stopEchoServer(os, server, 8080);
 });
 

@@ -68,13 +68,11 @@ pub async fn handle(host: &HostCtx, vm: &VmSlot, payload: &[u8]) -> Vec<u8> {
     for hop in ["connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"] {
         headers.remove(hop);
     }
-    let forwarded = HttpRequest {
-        port,
-        path,
-        method: request.method,
-        headers,
-        body: (!request.body.is_empty()).then_some(request.body),
+    let body = match crate::actions::net::text_body(request.body) {
+        Ok(body) => (!body.is_empty()).then_some(body),
+        Err(e) => return Response::json(400, "invalid_argument", &format!("request body {e}")).encode(),
     };
+    let forwarded = HttpRequest { port, path, method: request.method, headers, body };
     match running.http_request(forwarded).await {
         Ok(response) => {
             let mut headers = response.headers;

@@ -82,6 +82,19 @@ struct FetchReply {
     body: Vec<u8>,
 }
 
+/// A request body the engine can carry unchanged. agentos-client 0.2.21
+/// hands bodies to the sidecar as text (`String::from_utf8_lossy`), so
+/// bytes that are not UTF-8 would arrive altered: refuse them instead.
+pub fn text_body(body: Vec<u8>) -> Result<Vec<u8>, String> {
+    match std::str::from_utf8(&body) {
+        Ok(_) => Ok(body),
+        Err(e) => Err(format!(
+            "must be UTF-8 (byte {} is not): the engine carries request bodies as text and would alter it",
+            e.valid_up_to()
+        )),
+    }
+}
+
 fn vm_fetch(call: Call) -> Reply {
     async move {
         let port = call.args.uint(0)? as u16;
@@ -95,7 +108,7 @@ fn vm_fetch(call: Call) -> Reply {
             path,
             method: options.str("method").unwrap_or_else(|| "GET".into()).to_uppercase(),
             headers: options.str_map("headers"),
-            body: options.bytes("body"),
+            body: options.bytes("body").map(text_body).transpose().map_err(|e| ActorError::invalid_argument("options.body", e))?,
         };
         let response = call.vm().await?.http_request(request).await.map_err(|e| fetch_error(e, port))?;
         reply(&FetchReply {
@@ -188,6 +201,13 @@ pub async fn preview_port(host: &crate::host::HostCtx, token: &str) -> Result<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_utf8_bodies_pass_unchanged() {
+        assert_eq!(text_body("héllo\0".as_bytes().to_vec()).unwrap(), "héllo\0".as_bytes());
+        let error = text_body(vec![b'a', 0x80, 0xfe]).unwrap_err();
+        assert!(error.contains("byte 1 is not"), "{error}");
+    }
 
     #[test]
     fn path_and_query_of_paths_and_urls() {
