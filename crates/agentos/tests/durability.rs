@@ -181,8 +181,10 @@ async fn acknowledged_writes_survive_sigkill_of_the_sidecar() {
     eventually(Duration::from_secs(30), "the long-running process wrote its progress", || {
         let actor = &actor;
         async move {
-            let out = actor.action("exists", vec![json!("/workspace/d/long.txt")]).await.ok()?;
-            (out == json!(true)).then_some(())
+            // Its content, not just the file: `>` creates the file before
+            // the write lands.
+            let out = actor.action("readFile", vec![json!("/workspace/d/long.txt")]).await.ok()?;
+            (bytes_of(&out) == b"progress\n").then_some(())
         }
     })
     .await;

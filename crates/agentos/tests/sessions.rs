@@ -235,7 +235,77 @@ async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
     hold.release();
     let idle = first.action("cancelPrompt", vec![json!("a")]).await.unwrap();
     assert_eq!(idle, json!({ "status": "no_active_prompt" }));
+
+    // The agent process dying on its own is `agentCrashed`; the next prompt
+    // starts it again and the conversation goes on.
+    let crashes: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = crashes.clone();
+    let _crash_sub = first.on_event("agentCrashed", move |args: &Vec<Value>| sink.lock().unwrap().push(args[0].clone())).await;
+    let table = first.action("allProcesses", vec![]).await.unwrap();
+    let adapter = table
+        .as_array()
+        .unwrap()
+        .iter()
+        // The agents (Pi's ACP adapters) are the VM's only Node processes.
+        .filter(|p| p["status"] == json!("running") && p["command"] == json!("node"))
+        .map(|p| p["pid"].as_u64().unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(adapter.len(), 2, "one agent per session in {table}");
+    let kill = format!("kill -9 {}", adapter.iter().map(u64::to_string).collect::<Vec<_>>().join(" "));
+    first.action("exec", vec![json!(kill)]).await.unwrap();
+    let crash = eventually(Duration::from_secs(30), "agentCrashed", || async { crashes.lock().unwrap().first().cloned() }).await;
+    assert!(crash["sessionId"] == json!("a") || crash["sessionId"] == json!("b"), "{crash}");
+    assert!(crash["event"]["agentType"] == json!("pi"), "{crash}");
+    let crashed = crash["sessionId"].as_str().unwrap().to_owned();
+    llm.push_text("BACK-AGAIN");
+    let reply = first.action("sendPrompt", vec![json!(crashed), json!("Are you back?")]).await.unwrap();
+    assert_eq!(reply["text"], json!("BACK-AGAIN"), "{reply}");
     first.disconnect().await;
     second.disconnect().await;
     let _ = std::fs::remove_file(config);
+}
+
+/// Bad arguments of every session action are refused before any agent
+/// starts, naming the argument (shared stack; no agent needed).
+#[tokio::test]
+async fn every_session_action_names_its_bad_argument() {
+    let gateway = testkit::Gateway::new("agentOS", &unique_key("sessions-bad")).unwrap();
+    let cases: &[(&str, Vec<Value>, &str)] = &[
+        ("createSession", vec![], "`agentType`"),
+        ("createSession", vec![json!(1)], "`agentType`"),
+        ("createSession", vec![json!("pi"), json!({ "permissionPolicy": "sometimes" })], "`options.permissionPolicy`"),
+        ("createSession", vec![json!("pi"), json!({ "env": { "A": 1 } })], "`options.env"),
+        ("createSession", vec![json!("pi"), json!({ "mcpServers": [{ "bogus": true }] })], "`options.mcpServers`"),
+        ("createSession", vec![json!("pi"), json!({ "colour": "red" })], "colour"),
+        ("sendPrompt", vec![json!("s")], "`prompt`"),
+        ("sendPrompt", vec![json!("s"), json!(5)], "`prompt`"),
+        ("sendPrompt", vec![json!("s"), json!([])], "`prompt`"),
+        ("sendPrompt", vec![json!("s"), json!([{ "type": "nonsense" }])], "`prompt`"),
+        ("cancelPrompt", vec![json!(7)], "`sessionId`"),
+        ("respondPermission", vec![json!("s"), json!("p")], "`reply`"),
+        ("listPendingPermissions", vec![json!(1)], "too many arguments"),
+        ("getSessionConfigOptions", vec![], "`sessionId`"),
+        ("setSessionConfigOption", vec![json!("s"), json!("c"), json!(3)], "`value`"),
+        ("setSessionMode", vec![json!("s")], "`modeId`"),
+        ("setSessionModel", vec![json!("s"), json!(false)], "`modelId`"),
+        ("setSessionThoughtLevel", vec![json!("s"), json!("high"), json!("x")], "too many arguments"),
+        ("getSessionCapabilities", vec![json!(null)], "`sessionId`"),
+        ("getSessionAgentInfo", vec![json!([])], "`sessionId`"),
+        ("listSessions", vec![json!(1)], "too many arguments"),
+        ("listPersistedSessions", vec![json!(1)], "too many arguments"),
+        ("getSessionEvents", vec![json!("s"), json!({ "limit": 1001 })], "`options.limit`"),
+        ("getSessionEvents", vec![json!("s"), json!({ "after": -1 })], "`options.after`"),
+        ("getSessionTranscript", vec![], "`sessionId`"),
+        ("closeSession", vec![json!(1)], "`sessionId`"),
+        ("deleteSession", vec![json!("s"), json!("t")], "too many arguments"),
+    ];
+    for (action, args, needle) in cases {
+        let err = gateway.action(action, args.clone()).await.unwrap_err();
+        assert_eq!((err.group.as_str(), err.code.as_str()), ("user", "invalid_argument"), "{action}: {err:?}");
+        assert!(err.message.contains(needle), "{action}: {err:?} lacks {needle}");
+    }
+    // An unknown session is `not_found`, naming it.
+    let err = gateway.action("getSessionEvents", vec![json!("nope")]).await.unwrap_err();
+    assert_eq!(err.code, "not_found", "{err:?}");
+    assert!(err.message.contains("nope"), "{err:?}");
 }
