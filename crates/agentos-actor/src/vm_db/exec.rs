@@ -231,22 +231,13 @@ impl<S: SqlExec> VmDb<S> {
         // subquery, which renames them the same way.
         let renamed = columns.iter().any(|name| name.rsplit_once(':').is_some_and(|(_, n)| n.parse::<u32>().is_ok()));
         let sql = if renamed { format!("SELECT * FROM (\n{}\n)", bound.sql.trim_end().trim_end_matches(';')) } else { bound.sql.clone() };
-        let rows = self.preview(earlier, &sql, None).await?;
-        let rows = rows
-            .iter()
-            .map(|row| columns.iter().map(|name| value_of(row, name)).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(wire::SqliteQueryOk { columns, rows, changes: 0, last_insert_row_id: None })
+        query_ok(columns, &self.preview(earlier, &sql, None).await?)
     }
 
     async fn pragma(&self, earlier: Option<&[String]>, bound: &Bound) -> Result<wire::SqliteQueryOk, String> {
         let rows = self.preview(earlier, &bound.sql, None).await?;
         let columns: Vec<String> = rows.first().map(|row| row.keys().cloned().collect()).unwrap_or_default();
-        let rows = rows
-            .iter()
-            .map(|row| columns.iter().map(|name| value_of(row, name)).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(wire::SqliteQueryOk { columns, rows, changes: 0, last_insert_row_id: None })
+        query_ok(columns, &rows)
     }
 
     async fn write(&self, earlier: Option<&[String]>, bound: &Bound) -> Result<wire::SqliteQueryOk, String> {
@@ -360,6 +351,15 @@ fn take_lease(lease: &mut Option<Lease>, key: &str) -> Result<Lease, Reply> {
             Err(Reply::InvalidLeaseKey(wire::InvalidLeaseKey { message: format!("no open lease {key}") }))
         }
     }
+}
+
+/// A query's reply: the host's rows laid out in `columns` order.
+fn query_ok(columns: Vec<String>, rows: &[Row]) -> Result<wire::SqliteQueryOk, String> {
+    let rows = rows
+        .iter()
+        .map(|row| columns.iter().map(|name| value_of(row, name)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(wire::SqliteQueryOk { columns, rows, changes: 0, last_insert_row_id: None })
 }
 
 /// One value of a host row, back in SQLite's types.
