@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "sidecar": done.sidecar,
                         "commandPackages": done.command_packages,
                         "piPackage": done.pi_package,
+                        "claudeCodePackage": done.claude_code_package,
                     })
                 );
             } else {

@@ -172,6 +172,16 @@ pub(crate) static ARTIFACTS: &[Artifact] = &[
         integrity: "sha512-nOdwksByJgTqt92Ya84CzTGxpVFwGI6gkGWaCD/mmvP11JRA++1nshNdbig2mtiaxT7VG3ovWJmK7ZLTTzkhPA==",
         expose: Expose::File("package/dist/package.aospkg"),
     },
+    // Same layout as Pi: the `.aospkg` (node_modules inside) sits at a
+    // fixed path in the tarball.
+    Artifact {
+        component: Component::ClaudeCode,
+        name: "@agentos-software/claude-code",
+        version: "0.2.7",
+        url: "https://registry.npmjs.org/@agentos-software/claude-code/-/claude-code-0.2.7.tgz",
+        integrity: "sha512-gXmqqOUWT98QvLkQXHn1UU8OOvqMO8BRSj+0PT99mOL6XNpBlPW6L065FJ9dC4IwJC5xeGzB1XFevjOdP7LwQg==",
+        expose: Expose::File("package/dist/package.aospkg"),
+    },
 ];
 
 #[cfg(test)]
@@ -200,6 +210,7 @@ mod tests {
         assert_eq!(count(Component::Sidecar), 1);
         assert_eq!(count(Component::Commands), 8);
         assert_eq!(count(Component::Pi), 1);
+        assert_eq!(count(Component::ClaudeCode), 1);
     }
 
     #[test]

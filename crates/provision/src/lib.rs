@@ -1,6 +1,6 @@
 //! Provisioning is code, not a manual step: this crate downloads the pinned
-//! external pieces (Rivet engine, agentOS sidecar, WASM command set, Pi
-//! agent) straight from the npm registry, checks their sha512 integrity
+//! external pieces (Rivet engine, agentOS sidecar, WASM command set, Pi and
+//! Claude Code agents) straight from the npm registry, checks their sha512 integrity
 //! before extracting anything, and installs them into a shared cache once.
 //!
 //! A warm cache is recognised by a stamp file per artifact, so repeated calls
@@ -39,15 +39,19 @@ pub enum Component {
     Commands,
     /// The Pi coding agent package.
     Pi,
+    /// The Claude Code agent package (an agent that asks permission and
+    /// speaks MCP, which Pi does not).
+    ClaudeCode,
 }
 
 impl Component {
     /// Every component, for "provision everything".
-    pub const ALL: [Component; 4] = [
+    pub const ALL: [Component; 5] = [
         Component::Engine,
         Component::Sidecar,
         Component::Commands,
         Component::Pi,
+        Component::ClaudeCode,
     ];
 }
 
@@ -63,6 +67,8 @@ pub struct Provisioned {
     pub command_packages: Vec<PathBuf>,
     /// The Pi agent's `package.aospkg`.
     pub pi_package: Option<PathBuf>,
+    /// The Claude Code agent's `package.aospkg`.
+    pub claude_code_package: Option<PathBuf>,
 }
 
 /// The pinned artifact table, e.g. to print what would be downloaded.
@@ -138,6 +144,7 @@ async fn provision_with(
             Component::Sidecar => out.sidecar = Some(path),
             Component::Commands => out.command_packages.push(path),
             Component::Pi => out.pi_package = Some(path),
+            Component::ClaudeCode => out.claude_code_package = Some(path),
         }
     }
     Ok(out)

@@ -13,7 +13,7 @@ async fn provisions_the_real_engine_and_reuses_it() {
         .await
         .expect("provisioning the engine");
     let engine = got.engine.expect("engine was selected");
-    assert!(got.sidecar.is_none() && got.pi_package.is_none() && got.command_packages.is_empty());
+    assert!(got.sidecar.is_none() && got.pi_package.is_none() && got.claude_code_package.is_none() && got.command_packages.is_empty());
 
     let mode = std::fs::metadata(&engine)
         .expect("engine exists")

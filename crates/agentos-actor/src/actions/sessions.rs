@@ -239,12 +239,7 @@ fn create_session(call: Call) -> Reply {
         let options = call.args.object(1)?;
         let get = |name| options.str(name);
         let session_id = get("sessionId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mcp_servers = match options.json("mcpServers") {
-            None => None,
-            Some(value) => Some(serde_json::from_value::<Vec<McpServerConfig>>(value).map_err(|e| {
-                ActorError::invalid_argument("options.mcpServers", format!("not a list of ACP MCP server configs: {e}"))
-            })?),
-        };
+        let mcp_servers = options.json("mcpServers").map(mcp_servers).transpose()?;
         let permission_policy = get("permissionPolicy").map(|policy| match policy.as_str() {
             "ask" => PermissionPolicy::Ask,
             "reject_all" => PermissionPolicy::RejectAll,
@@ -266,6 +261,13 @@ fn create_session(call: Call) -> Reply {
         reply(&session_id)
     }
     .boxed()
+}
+
+/// ACP MCP server configs: `{name, command, args, env: [{name, value}]}`
+/// (stdio) or `{type: "http" | "sse", name, url, headers: [{name, value}]}`.
+fn mcp_servers(value: Value) -> Result<Vec<McpServerConfig>, ActorError> {
+    serde_json::from_value(value)
+        .map_err(|e| ActorError::invalid_argument("options.mcpServers", format!("not a list of ACP MCP server configs: {e}")))
 }
 
 fn send_prompt(call: Call) -> Reply {
@@ -422,7 +424,7 @@ async fn set_by_category(call: Call, category: &'static str, what: &'static str)
         let agent = vm.get_session(Some(&session_id)).await.map(|i| i.agent).unwrap_or_default();
         return Err(ActorError::new(code::UNSUPPORTED, format!("agent `{agent}` offers no {what} option for session `{session_id}`")));
     };
-    set_option(&call, &session_id, &config_id.to_owned(), SessionConfigValue::String(value)).await
+    set_option(&call, &session_id, config_id, SessionConfigValue::String(value)).await
 }
 
 fn set_mode(call: Call) -> Reply {
@@ -556,3 +558,6 @@ pub(crate) async fn history_page(
         .await
         .map_err(|e| not_found(session_id, e))
 }
+
+#[cfg(test)]
+mod tests;

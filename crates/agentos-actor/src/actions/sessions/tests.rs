@@ -1,0 +1,93 @@
+//! Argument decoding of the session actions that carry permissions and MCP
+//! servers: good arguments pass, and each kind of bad argument is
+//! `invalid_argument` naming the argument.
+
+use ciborium::Value;
+use serde_json::json;
+
+use crate::args::decode;
+use crate::contract::find;
+
+fn cbor(args: Vec<Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(&Value::Array(args), &mut out).unwrap();
+    out
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
+fn ok(action: &str, args: Vec<Value>) {
+    let spec = find(action).unwrap_or_else(|| panic!("no action {action}"));
+    if let Err(e) = decode(spec.params, &cbor(args.clone())) {
+        panic!("{action} {args:?}: {e}");
+    }
+}
+
+fn bad(action: &str, args: Vec<Value>, needle: &str) {
+    let spec = find(action).unwrap_or_else(|| panic!("no action {action}"));
+    let e = decode(spec.params, &cbor(args.clone())).expect_err(&format!("{action} {args:?} decoded"));
+    assert_eq!(e.code, "invalid_argument", "{action} {args:?}: {e}");
+    assert!(e.message.contains(needle), "{action} {args:?}: {:?} lacks {needle}", e.message);
+}
+
+#[test]
+fn create_session_checks_policy_env_and_mcp_servers() {
+    let stdio = map(vec![("name", text("s")), ("command", text("node")), ("args", Value::Array(vec![])), ("env", Value::Array(vec![]))]);
+    ok("createSession", vec![text("claude")]);
+    ok(
+        "createSession",
+        vec![
+            text("claude"),
+            map(vec![
+                ("permissionPolicy", text("ask")),
+                ("env", map(vec![("ANTHROPIC_API_KEY", text("k"))])),
+                ("mcpServers", Value::Array(vec![stdio])),
+            ]),
+        ],
+    );
+    bad("createSession", vec![], "`agentType`");
+    bad("createSession", vec![Value::Bool(true)], "`agentType`");
+    bad("createSession", vec![text("claude"), map(vec![("permissionPolicy", text("sometimes"))])], "permissionPolicy");
+    bad("createSession", vec![text("claude"), map(vec![("permissionPolicy", Value::Bool(true))])], "permissionPolicy");
+    bad("createSession", vec![text("claude"), map(vec![("env", map(vec![("K", Value::Bool(true))]))])], "env");
+    bad("createSession", vec![text("claude"), map(vec![("mcpServer", Value::Array(vec![]))])], "mcpServer");
+    bad("createSession", vec![text("claude"), map(vec![]), text("extra")], "too many arguments");
+}
+
+#[test]
+fn mcp_servers_are_acp_configs() {
+    let servers = super::mcp_servers(json!([
+        { "name": "local", "command": "/usr/bin/node", "args": ["s.mjs"], "env": [{ "name": "K", "value": "v" }] },
+        { "type": "http", "name": "remote", "url": "http://127.0.0.1:7701/mcp", "headers": [] },
+    ]))
+    .unwrap();
+    let back = serde_json::to_value(&servers).unwrap();
+    assert_eq!(back[0]["command"], json!("/usr/bin/node"), "{back}");
+    assert_eq!((back[1]["type"].clone(), back[1]["url"].clone()), (json!("http"), json!("http://127.0.0.1:7701/mcp")), "{back}");
+    for wrong in [json!({ "name": "x" }), json!([{ "name": "x" }]), json!([{ "type": "http", "name": "x" }])] {
+        let e = super::mcp_servers(wrong.clone()).expect_err(&wrong.to_string());
+        assert_eq!(e.code, "invalid_argument", "{wrong}: {e}");
+        assert!(e.message.contains("options.mcpServers"), "{wrong}: {e}");
+    }
+}
+
+#[test]
+fn respond_permission_needs_session_permission_and_reply() {
+    ok("respondPermission", vec![text("s"), text("p"), text("once")]);
+    bad("respondPermission", vec![text("s"), text("p")], "`reply`");
+    bad("respondPermission", vec![text("s"), Value::Integer(1.into()), text("once")], "`permissionId`");
+    bad("respondPermission", vec![Value::Null, text("p"), text("once")], "`sessionId`");
+    bad("respondPermission", vec![text("s"), text("p"), text("once"), text("more")], "too many arguments");
+}
+
+#[test]
+fn list_pending_permissions_takes_nothing() {
+    ok("listPendingPermissions", vec![]);
+    bad("listPendingPermissions", vec![text("s")], "too many arguments");
+}
