@@ -171,6 +171,13 @@ impl OwnStack {
     pub fn restart_host(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         self.host = OwnHost::start(&self.binary, self.port, &self.data, &extra);
+        // A host that found no engine running (the old host stopped its
+        // own) started a new one: that one must be stopped too.
+        if let Some(pid) = self.host.started_engine_pid() {
+            if pid != self.engine.0 {
+                self.engine = Reaper(pid);
+            }
+        }
     }
 
     /// The agentOS actor with `key` on this stack.
