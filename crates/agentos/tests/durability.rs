@@ -15,7 +15,7 @@ use futures::StreamExt;
 
 use rivetkit_client::handle::ActorHandle;
 use serde_json::{Value, json};
-use testkit::{OwnStack, Reaper, bytes_of, eventually, uint8array};
+use testkit::{OwnStack, bytes_of, eventually, uint8array};
 
 const FILES: usize = 1000;
 
@@ -149,7 +149,7 @@ async fn acknowledged_writes_survive_sigkill_of_the_engine() {
     // the same data directory.
     setup.host.stop(Duration::from_secs(60));
     setup.restart_host();
-    setup.engine = Reaper(setup.host.started_engine_pid().expect("a new engine was started"));
+    assert_eq!(setup.host.started_engine_pid(), Some(setup.engine.0), "a new engine was started and is reaped");
     let actor = setup.actor(&key);
     let guest = first_answer(&actor, "readFile", vec![json!("/workspace/d/guest.txt")]).await;
     assert_eq!(bytes_of(&guest), b"from-the-guest\n");
