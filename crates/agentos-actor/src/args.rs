@@ -487,6 +487,9 @@ fn json_of(value: Value, path: &str) -> Result<serde_json::Value, ActorError> {
 }
 
 #[cfg(test)]
+pub mod testing;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -148,7 +148,6 @@ struct PreviewReply {
     expires_at: i64,
 }
 
-
 fn create_preview(call: Call) -> Reply {
     async move {
         let port = call.args.uint(0)? as u16;

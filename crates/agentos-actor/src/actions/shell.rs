@@ -330,33 +330,8 @@ fn read_shell_output(call: Call) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::decode;
+    use crate::args::testing::{bad as rejects, int, ok, text};
     use ciborium::Value;
-
-    fn cbor(items: Vec<Value>) -> Vec<u8> {
-        let mut out = Vec::new();
-        ciborium::into_writer(&Value::Array(items), &mut out).unwrap();
-        out
-    }
-
-    fn text(s: &str) -> Value {
-        Value::Text(s.into())
-    }
-
-    fn int(n: i64) -> Value {
-        Value::Integer(n.into())
-    }
-
-    fn params(name: &str) -> &'static [Field] {
-        SECTION.actions.iter().find(|a| a.name == name).unwrap().params
-    }
-
-    /// Decoding `args` for `action` fails with invalid_argument mentioning `needle`.
-    fn rejects(action: &str, args: Vec<Value>, needle: &str) {
-        let err = decode(params(action), &cbor(args.clone())).unwrap_err();
-        assert_eq!(err.code, "invalid_argument", "{action} {args:?}");
-        assert!(err.message.contains(needle), "{action} {args:?}: {} lacks {needle}", err.message);
-    }
 
     #[test]
     fn open_shell_arguments() {
@@ -368,10 +343,10 @@ mod tests {
             (text("cols"), int(120)),
             (text("rows"), int(40)),
         ]);
-        let args = decode(params("openShell"), &cbor(vec![opts])).unwrap();
+        let args = ok("openShell", vec![opts]);
         let o = args.object(0).unwrap();
         assert_eq!((o.str("command").as_deref(), o.uint("cols"), o.uint("rows")), (Some("bash"), Some(120), Some(40)));
-        decode(params("openShell"), &cbor(vec![])).unwrap();
+        ok("openShell", vec![]);
         let map = |k: &str, v: Value| vec![Value::Map(vec![(text(k), v)])];
         rejects("openShell", vec![text("sh")], "`options`");
         rejects("openShell", map("command", int(1)), "`options.command`");
@@ -385,7 +360,7 @@ mod tests {
 
     #[test]
     fn write_shell_arguments() {
-        let args = decode(params("writeShell"), &cbor(vec![text("shell-1"), text("ls\n")])).unwrap();
+        let args = ok("writeShell", vec![text("shell-1"), text("ls\n")]);
         assert_eq!(args.bytes(1).unwrap(), b"ls\n");
         rejects("writeShell", vec![], "`shellId`");
         rejects("writeShell", vec![text("shell-1")], "`data`");
@@ -396,7 +371,7 @@ mod tests {
 
     #[test]
     fn resize_shell_arguments() {
-        decode(params("resizeShell"), &cbor(vec![text("shell-1"), int(100), int(30)])).unwrap();
+        ok("resizeShell", vec![text("shell-1"), int(100), int(30)]);
         rejects("resizeShell", vec![text("shell-1"), int(100)], "`rows`");
         rejects("resizeShell", vec![text("shell-1"), text("100"), int(30)], "`cols`");
         rejects("resizeShell", vec![text("shell-1"), int(100), int(65536)], "`rows`");
@@ -406,14 +381,14 @@ mod tests {
     #[test]
     fn id_only_and_list_arguments() {
         for action in ["closeShell", "waitShell"] {
-            decode(params(action), &cbor(vec![text("shell-1")])).unwrap();
+            ok(action, vec![text("shell-1")]);
             rejects(action, vec![], "`shellId`");
             rejects(action, vec![Value::Bool(true)], "`shellId`");
             rejects(action, vec![text("shell-1"), text("x")], "too many arguments");
         }
-        decode(params("listShells"), &cbor(vec![])).unwrap();
+        ok("listShells", vec![]);
         rejects("listShells", vec![text("x")], "too many arguments");
-        let args = decode(params("readShellOutput"), &cbor(vec![text("shell-1"), int(7)])).unwrap();
+        let args = ok("readShellOutput", vec![text("shell-1"), int(7)]);
         assert_eq!(args.opt_uint(1).unwrap(), Some(7));
         rejects("readShellOutput", vec![], "`shellId`");
         rejects("readShellOutput", vec![text("shell-1"), text("7")], "`after`");

@@ -5,36 +5,7 @@
 use ciborium::Value;
 use serde_json::json;
 
-use crate::args::decode;
-use crate::contract::find;
-
-fn cbor(args: Vec<Value>) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(&Value::Array(args), &mut out).unwrap();
-    out
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.into())
-}
-
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect())
-}
-
-fn ok(action: &str, args: Vec<Value>) {
-    let spec = find(action).unwrap_or_else(|| panic!("no action {action}"));
-    if let Err(e) = decode(spec.params, &cbor(args.clone())) {
-        panic!("{action} {args:?}: {e}");
-    }
-}
-
-fn bad(action: &str, args: Vec<Value>, needle: &str) {
-    let spec = find(action).unwrap_or_else(|| panic!("no action {action}"));
-    let e = decode(spec.params, &cbor(args.clone())).expect_err(&format!("{action} {args:?} decoded"));
-    assert_eq!(e.code, "invalid_argument", "{action} {args:?}: {e}");
-    assert!(e.message.contains(needle), "{action} {args:?}: {:?} lacks {needle}", e.message);
-}
+use crate::args::testing::{bad, map, ok, text};
 
 #[test]
 fn create_session_checks_policy_env_and_mcp_servers() {
