@@ -13,7 +13,7 @@ mod transcript;
 
 use agentos_client::session::{
     CancelPromptStatus, ContentBlock, McpServerConfig, OpenSessionInput, PermissionPolicy, PermissionResponseStatus,
-    PromptInput, ReadHistoryInput, SessionConfigValue, SessionState,
+    PromptInput, SessionConfigValue, SessionState,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -544,19 +544,6 @@ fn delete_session(call: Call) -> Reply {
         super::reply_null()
     }
     .boxed()
-}
-
-/// Reads a session's stored history a page at a time.
-pub(crate) async fn history_page(
-    vm: &agentos_client::AgentOs,
-    session_id: &str,
-    after: u64,
-    limit: u64,
-) -> Result<agentos_client::session::HistoryPage, ActorError> {
-    let limit = u32::try_from(limit.min(MAX_PAGE)).unwrap_or(1000);
-    vm.read_history(ReadHistoryInput { session_id: Some(session_id.to_owned()), before: None, after: Some(after), limit: Some(limit) })
-        .await
-        .map_err(|e| not_found(session_id, e))
 }
 
 #[cfg(test)]

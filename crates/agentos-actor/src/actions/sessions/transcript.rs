@@ -2,10 +2,11 @@
 //! transcript.
 
 use agentos_client::AgentOs;
-use agentos_client::session::DurableSessionEvent;
+use agentos_client::session::{DurableSessionEvent, HistoryPage, ReadHistoryInput};
 use serde_json::{Value, json};
 
-use super::{MAX_PAGE, history_page};
+use super::MAX_PAGE;
+use super::open::not_found;
 use crate::error::ActorError;
 
 /// Up to `limit` stored events after sequence `after`, oldest first.
@@ -65,4 +66,17 @@ fn block_text<T: serde::Serialize>(block: &T) -> String {
         Some(other) => format!("[{other}]"),
         None => String::new(),
     }
+}
+
+/// Reads a session's stored history a page at a time.
+async fn history_page(
+    vm: &AgentOs,
+    session_id: &str,
+    after: u64,
+    limit: u64,
+) -> Result<HistoryPage, ActorError> {
+    let limit = u32::try_from(limit.min(MAX_PAGE)).unwrap_or(1000);
+    vm.read_history(ReadHistoryInput { session_id: Some(session_id.to_owned()), before: None, after: Some(after), limit: Some(limit) })
+        .await
+        .map_err(|e| not_found(session_id, e))
 }
