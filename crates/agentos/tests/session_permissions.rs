@@ -10,14 +10,13 @@
 //! shows up among the tools the agent offers the model, and calling it
 //! brings the server's answer back to the model.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rivetkit_client::connection::{ActorConnection, SubscriptionHandle};
 use serde_json::{Value, json};
 use testkit::fake_llm::FakeLlm;
-use testkit::{OwnStack, eventually, unique_key};
+use testkit::{AgentStack, eventually, record_events, unique_key};
 
 const WORKSPACE: &str = "/home/agentos/workspace";
 /// The MCP server script, written into the VM by the test.
@@ -26,29 +25,11 @@ const MCP_SECRET: &str = "MCP-SECRET-7F3A";
 /// Where the MCP server listens inside the VM (guest loopback only).
 const MCP_PORT: u16 = 7701;
 
-/// The provisioned command set and Claude Code package.
-fn provisioned() -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentos"))
-        .args(["provision", "--json"])
-        .output()
-        .expect("run agentos provision");
-    assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")
-}
-
-/// An actor config with the command set plus Claude Code. The guest reaches
-/// the fake LLM's port on host loopback and nothing else: no provider host
-/// is allowed, so a request that bypassed the fake would fail.
-fn claude_config(name: &str, llm_port: u16) -> PathBuf {
-    let done = provisioned();
-    let mut packages: Vec<Value> =
-        done["commandPackages"].as_array().unwrap().iter().map(|p| json!({ "packagePath": p })).collect();
-    let claude = done["claudeCodePackage"].as_str().expect("provision --json names the Claude Code package");
-    packages.push(json!({ "packagePath": claude }));
-    let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
-    let config = json!({ "packages": packages, "loopbackExemptPorts": [llm_port], "network": { "allowHosts": [] } });
-    std::fs::write(&path, config.to_string()).unwrap();
-    path
+/// The guest reaches the fake LLM's port on host loopback and nothing else:
+/// no provider host is allowed, so a request that bypassed the fake would
+/// fail.
+fn no_provider_hosts() -> Value {
+    json!({ "network": { "allowHosts": [] } })
 }
 
 /// What Claude Code needs to talk to the fake: the provider endpoint and a
@@ -63,14 +44,6 @@ fn claude_env(llm: &FakeLlm) -> Value {
         "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1",
     })
-}
-
-/// Collects every payload of `event` a connection receives.
-async fn record(conn: &ActorConnection, event: &str) -> (Arc<Mutex<Vec<Value>>>, SubscriptionHandle) {
-    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = events.clone();
-    let subscription = conn.on_event(event, move |args: &Vec<Value>| sink.lock().unwrap().push(args[0].clone())).await;
-    (events, subscription)
 }
 
 /// Waits for a `permissionRequest` of `session` not in `seen` yet.
@@ -107,27 +80,16 @@ fn create_file(path: &str, content: &str) -> Value {
     json!({ "file_path": path, "old_string": "", "new_string": content })
 }
 
-/// The tool results the model got back in the last request.
-fn last_tool_results(llm: &FakeLlm) -> Vec<(String, String, bool)> {
-    let request = llm.model_requests().pop().expect("a model request");
-    request
-        .conversation()
-        .iter()
-        .flat_map(|m| m.tool_results().map(|(id, text, error)| (id.to_owned(), text.to_owned(), error)).collect::<Vec<_>>())
-        .collect()
-}
-
 #[tokio::test]
 async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_runs() {
     let llm = FakeLlm::start().await.unwrap();
-    let config = claude_config("session-permissions", llm.port());
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let config_arg = config.to_string_lossy().into_owned();
-    let stack = OwnStack::start(binary, "session-permissions", &["--actor-config", &config_arg]);
+    let agents = AgentStack::start(binary, "session-permissions", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
+    let stack = &agents.stack;
     let os = stack.actor(&unique_key("session-permissions"));
     let conn = os.connect();
-    let (requests, _r) = record(&conn, "permissionRequest").await;
-    let (resolved, _s) = record(&conn, "permissionResolved").await;
+    let (requests, _r) = record_events(&conn, "permissionRequest").await;
+    let (resolved, _s) = record_events(&conn, "permissionResolved").await;
 
     conn.action("mkdir", vec![json!(WORKSPACE), json!({ "recursive": true })]).await.unwrap();
     let options = json!({
@@ -169,7 +131,7 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
     assert_eq!(reply["text"], json!("DONE-ALLOWED"), "{reply}");
     let file = conn.action("readFile", vec![json!(allowed)]).await.unwrap();
     assert_eq!(testkit::bytes_of(&file), b"written-after-consent\n");
-    let results = last_tool_results(&llm);
+    let results = llm.model_requests().pop().expect("a model request").tool_results();
     assert!(results.iter().any(|(id, _, error)| id == &write_id && !error), "{results:?}");
     let done = eventually(Duration::from_secs(10), "permissionResolved for the allowed request", || async {
         resolved.lock().unwrap().iter().find(|r| r["permissionId"] == json!(permission_id)).cloned()
@@ -190,7 +152,7 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
     let answered = conn.action("respondPermission", vec![json!("ask"), json!(permission_id), json!("reject")]).await.unwrap();
     assert_eq!(answered, json!({ "status": "accepted" }));
     let reply = turn_end(turn).await;
-    let results = last_tool_results(&llm);
+    let results = llm.model_requests().pop().expect("a model request").tool_results();
     assert!(results.iter().any(|(id, _, error)| id == &write_id && *error), "the model hears of the denial: {results:?} ({reply})");
     assert_eq!(conn.action("exists", vec![json!(rejected)]).await.unwrap(), json!(false));
     let done = eventually(Duration::from_secs(10), "permissionResolved for the rejected request", || async {
@@ -203,7 +165,6 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
     // Every model call went to the fake (nothing else was reachable).
     assert!(llm.model_requests().iter().all(|r| r.header("x-api-key") == Some("test-key")));
     conn.disconnect().await;
-    let _ = std::fs::remove_file(config);
 }
 
 /// An MCP server given at `createSession` reaches Claude Code: its tool is
@@ -220,10 +181,9 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
 #[tokio::test]
 async fn an_mcp_server_given_at_create_session_reaches_claude_code() {
     let llm = FakeLlm::start().await.unwrap();
-    let config = claude_config("session-mcp", llm.port());
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let config_arg = config.to_string_lossy().into_owned();
-    let stack = OwnStack::start(binary, "session-mcp", &["--actor-config", &config_arg]);
+    let agents = AgentStack::start(binary, "session-mcp", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
+    let stack = &agents.stack;
     let os = stack.actor(&unique_key("session-mcp"));
     let conn = os.connect();
 
@@ -263,9 +223,8 @@ async fn an_mcp_server_given_at_create_session_reaches_claude_code() {
     llm.push_text("DONE-MCP");
     let reply = conn.action("sendPrompt", vec![json!("mcp"), json!("Look up the secret.")]).await.unwrap();
     assert_eq!(reply["text"], json!("DONE-MCP"), "{reply}");
-    let results = last_tool_results(&llm);
+    let results = llm.model_requests().pop().expect("a model request").tool_results();
     assert!(results.iter().any(|(id, text, error)| id == &call_id && text.contains(MCP_SECRET) && !error), "{results:?}");
     assert!(read_log().await.unwrap_or_default().contains("recv tools/call"));
     conn.disconnect().await;
-    let _ = std::fs::remove_file(config);
 }

@@ -2,36 +2,13 @@
 //! 127.0.0.1: prompts, durable history, and a conversation that goes on
 //! after sleep, a graceful host restart and a SIGKILL of the host.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::fake_llm::FakeLlm;
-use testkit::{OwnStack, eventually, unique_key};
-
-/// The provisioned command set and Pi package (`agentos provision --json`).
-fn provisioned() -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agentos"))
-        .args(["provision", "--json"])
-        .output()
-        .expect("run agentos provision");
-    assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")
-}
-
-/// An actor config with the command set plus Pi, reaching the fake LLM's
-/// port on host loopback (and nothing else outside).
-fn pi_config(name: &str, llm_port: u16) -> PathBuf {
-    let done = provisioned();
-    let mut packages: Vec<Value> =
-        done["commandPackages"].as_array().unwrap().iter().map(|p| json!({ "packagePath": p })).collect();
-    packages.push(json!({ "packagePath": done["piPackage"].as_str().expect("Pi is provisioned") }));
-    let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
-    let config = json!({ "packages": packages, "loopbackExemptPorts": [llm_port] });
-    std::fs::write(&path, config.to_string()).unwrap();
-    path
-}
+use testkit::{AgentStack, eventually, record_events, unique_key};
 
 fn session_options(llm: &FakeLlm, session_id: &str) -> Value {
     json!({
@@ -53,31 +30,26 @@ fn conversation_text(llm: &FakeLlm) -> String {
     request.body["messages"].to_string()
 }
 
-/// Collects every `sessionEvent` a connection receives.
-async fn record_session_events(
-    conn: &rivetkit_client::connection::ActorConnection,
-) -> (Arc<Mutex<Vec<Value>>>, rivetkit_client::connection::SubscriptionHandle) {
-    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = events.clone();
-    let subscription = conn.on_event("sessionEvent", move |args: &Vec<Value>| sink.lock().unwrap().push(args[0].clone())).await;
-    (events, subscription)
-}
-
-async fn prompt(os: &rivetkit_client::handle::ActorHandle, session: &str, text: &str) -> Value {
-    os.action("sendPrompt", vec![json!(session), json!(text)]).await.unwrap_or_else(|e| panic!("sendPrompt {text}: {e}"))
+/// A turn of session `s1` after `what` (wake, restart, ...): the agent
+/// answers `reply`, and the model request carries every text of `earlier`.
+async fn turn_after(what: &str, os: &rivetkit_client::handle::ActorHandle, llm: &FakeLlm, reply: &str, text: &str, earlier: &[&str]) {
+    llm.push_text(reply);
+    let answer = os.action("sendPrompt", vec![json!("s1"), json!(text)]).await.unwrap_or_else(|e| panic!("sendPrompt {text}: {e}"));
+    assert_eq!(answer["text"], json!(reply), "{answer}");
+    let sent = conversation_text(llm);
+    assert!(earlier.iter().all(|t| sent.contains(t)), "after {what} the agent got: {sent}");
 }
 
 #[tokio::test]
 async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() {
     let llm = FakeLlm::start().await.unwrap();
-    let config = pi_config("sessions", llm.port());
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let config_arg = config.to_string_lossy().into_owned();
-    let mut stack = OwnStack::start(binary, "sessions", &["--sleep-after-secs", "3", "--actor-config", &config_arg]);
+    let mut agents = AgentStack::start(binary, "sessions", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
+    let stack = &mut agents.stack;
     let key = unique_key("sessions");
     let os = stack.actor(&key);
     let conn = os.connect();
-    let (events, _sub) = record_session_events(&conn).await;
+    let (events, _sub) = record_events(&conn, "sessionEvent").await;
 
     conn.action("mkdir", vec![json!("/home/agentos/workspace"), json!({ "recursive": true })]).await.unwrap();
     let id = conn.action("createSession", vec![json!("pi"), session_options(&llm, "s1")]).await.unwrap();
@@ -115,31 +87,19 @@ async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() 
 
     // 1. Sleep and wake: the agent sees the earlier turn.
     stack.wait_asleep(&os).await;
-    llm.push_text("SECOND-REPLY");
-    let second = prompt(&os, "s1", "Which word did I ask you to remember?").await;
-    assert_eq!(second["text"], json!("SECOND-REPLY"), "{second}");
-    let sent = conversation_text(&llm);
-    assert!(sent.contains("Remember the word PINEAPPLE.") && sent.contains("FIRST-REPLY about PINEAPPLE"), "after wake the agent got: {sent}");
+    turn_after("wake", &os, &llm, "SECOND-REPLY", "Which word did I ask you to remember?", &["Remember the word PINEAPPLE.", "FIRST-REPLY about PINEAPPLE"]).await;
 
     // 2. A graceful host restart.
     stack.host.stop(Duration::from_secs(60));
     stack.restart_host();
     let os = stack.actor(&key);
-    llm.push_text("THIRD-REPLY");
-    let third = prompt(&os, "s1", "And again?").await;
-    assert_eq!(third["text"], json!("THIRD-REPLY"), "{third}");
-    let sent = conversation_text(&llm);
-    assert!(sent.contains("PINEAPPLE") && sent.contains("SECOND-REPLY"), "after a restart the agent got: {sent}");
+    turn_after("a restart", &os, &llm, "THIRD-REPLY", "And again?", &["PINEAPPLE", "SECOND-REPLY"]).await;
 
     // 3. SIGKILL of the host once a turn has completed.
     stack.host.kill_hard();
     stack.restart_host();
     let os = stack.actor(&key);
-    llm.push_text("FOURTH-REPLY");
-    let fourth = prompt(&os, "s1", "One last time?").await;
-    assert_eq!(fourth["text"], json!("FOURTH-REPLY"), "{fourth}");
-    let sent = conversation_text(&llm);
-    assert!(sent.contains("PINEAPPLE") && sent.contains("THIRD-REPLY"), "after SIGKILL the agent got: {sent}");
+    turn_after("SIGKILL", &os, &llm, "FOURTH-REPLY", "One last time?", &["PINEAPPLE", "THIRD-REPLY"]).await;
 
     let persisted = os.action("listPersistedSessions", vec![]).await.unwrap();
     let s1 = persisted.as_array().unwrap().iter().find(|s| s["sessionId"] == json!("s1")).cloned().unwrap_or_default();
@@ -153,7 +113,6 @@ async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() 
     os.action("deleteSession", vec![json!("s1")]).await.unwrap();
     let error = os.action("getSessionEvents", vec![json!("s1")]).await.unwrap_err().to_string();
     assert!(error.contains("s1"), "{error}");
-    let _ = std::fs::remove_file(config);
 }
 
 /// Pi's `bash` tool runs in the VM; two sessions keep their conversations
@@ -162,14 +121,13 @@ async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() 
 #[tokio::test]
 async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
     let llm = FakeLlm::start().await.unwrap();
-    let config = pi_config("sessions-tools", llm.port());
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let config_arg = config.to_string_lossy().into_owned();
-    let stack = OwnStack::start(binary, "sessions-tools", &["--actor-config", &config_arg]);
+    let agents = AgentStack::start(binary, "sessions-tools", "piPackage", llm.port(), json!({}), &[]);
+    let stack = &agents.stack;
     let os = stack.actor(&unique_key("sessions-tools"));
     let (first, second) = (os.connect(), os.connect());
-    let (first_events, _first_sub) = record_session_events(&first).await;
-    let (second_events, _second_sub) = record_session_events(&second).await;
+    let (first_events, _first_sub) = record_events(&first, "sessionEvent").await;
+    let (second_events, _second_sub) = record_events(&second, "sessionEvent").await;
 
     first.action("mkdir", vec![json!("/home/agentos/workspace")]).await.unwrap();
     for id in ["a", "b"] {
@@ -184,13 +142,8 @@ async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
     assert_eq!(reply["text"], json!("DONE-A"), "{reply}");
     let file = first.action("readFile", vec![json!("/home/agentos/workspace/t.txt")]).await.unwrap();
     assert_eq!(testkit::bytes_of(&file), b"from-the-agent\n");
-    let follow_up = llm.model_requests().pop().unwrap();
-    let results: Vec<(String, bool)> = follow_up
-        .conversation()
-        .iter()
-        .flat_map(|message| message.tool_results().map(|(_, text, error)| (text.to_owned(), error)).collect::<Vec<_>>())
-        .collect();
-    assert!(results.iter().any(|(text, error)| text.contains("written") && !error), "{results:?}");
+    let results = llm.model_requests().pop().unwrap().tool_results();
+    assert!(results.iter().any(|(_, text, error)| text.contains("written") && !error), "{results:?}");
 
     // Session b never saw a's conversation.
     llm.push_text("DONE-B");
@@ -238,7 +191,6 @@ async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
 
     first.disconnect().await;
     second.disconnect().await;
-    let _ = std::fs::remove_file(config);
 }
 
 /// Bad arguments of every session action are refused before any agent

@@ -6,8 +6,10 @@
 //! reach them only on 127.0.0.1. A test that needs its own host (fault
 //! tests) starts it with [`OwnHost`], which stops it by pid.
 
+mod agent_stack;
 pub mod fake_llm;
 mod own_host;
+pub use agent_stack::AgentStack;
 pub use fake_llm::FakeLlm;
 pub use own_host::{OwnHost, OwnStack, Reaper, children_named};
 
@@ -118,6 +120,18 @@ impl Gateway {
 
 fn transport_error(message: String) -> ActionError {
     ActionError { status: 0, group: "transport".into(), code: "transport".into(), message, metadata: None }
+}
+
+/// Collects the payload of every `event` a connection receives (keep the
+/// handle: dropping it ends the subscription).
+pub async fn record_events(
+    conn: &rivetkit_client::connection::ActorConnection,
+    event: &str,
+) -> (std::sync::Arc<std::sync::Mutex<Vec<Value>>>, rivetkit_client::connection::SubscriptionHandle) {
+    let events: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let sink = events.clone();
+    let subscription = conn.on_event(event, move |args: &Vec<Value>| sink.lock().unwrap().push(args[0].clone())).await;
+    (events, subscription)
 }
 
 /// Bytes as the JSON-compat wrapper clients send and receive.

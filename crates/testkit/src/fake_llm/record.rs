@@ -120,6 +120,15 @@ impl RecordedRequest {
         self.conversation().iter().map(ConversationMessage::text).collect::<Vec<_>>().join("\n")
     }
 
+    /// Every tool result the request carried back to the model, in order:
+    /// (tool call id, text, is_error).
+    pub fn tool_results(&self) -> Vec<(String, String, bool)> {
+        self.conversation()
+            .iter()
+            .flat_map(|m| m.tool_results().map(|(id, text, error)| (id.to_owned(), text.to_owned(), error)).collect::<Vec<_>>())
+            .collect()
+    }
+
     /// The `messages` the request carried, in order (Anthropic or OpenAI).
     pub fn conversation(&self) -> Vec<ConversationMessage> {
         let messages = self.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();

@@ -1,0 +1,58 @@
+//! A test's own stack serving an agentOS actor that can run a coding agent:
+//! the provisioned command set plus one agent package, reaching the fake
+//! LLM's port on host loopback and nothing else outside.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{OwnStack, unique_key};
+
+/// An [`OwnStack`] and the actor config file it serves (removed on drop).
+pub struct AgentStack {
+    pub stack: OwnStack,
+    config: PathBuf,
+}
+
+impl AgentStack {
+    /// `agent_package` names the package in `agentos provision --json`
+    /// (`piPackage`, `claudeCodePackage`); `extra_config` fields are added
+    /// to the actor config, `extra_args` to `serve`.
+    pub fn start(
+        binary: &Path,
+        name: &str,
+        agent_package: &str,
+        llm_port: u16,
+        extra_config: Value,
+        extra_args: &[&str],
+    ) -> AgentStack {
+        let done = provisioned(binary);
+        let mut packages: Vec<Value> =
+            done["commandPackages"].as_array().expect("commandPackages").iter().map(|p| json!({ "packagePath": p })).collect();
+        let agent = done[agent_package].as_str().unwrap_or_else(|| panic!("provision --json names no {agent_package}"));
+        packages.push(json!({ "packagePath": agent }));
+        let mut config = json!({ "packages": packages, "loopbackExemptPorts": [llm_port] });
+        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra_config.as_object()) {
+            config.extend(extra.clone());
+        }
+        let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let config_arg = path.to_string_lossy().into_owned();
+        let mut args = extra_args.to_vec();
+        args.extend(["--actor-config", &config_arg]);
+        AgentStack { stack: OwnStack::start(binary, name, &args), config: path }
+    }
+}
+
+impl Drop for AgentStack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+/// What `agentos provision --json` reports (the cache is warm in tests).
+fn provisioned(binary: &Path) -> Value {
+    let out = std::process::Command::new(binary).args(["provision", "--json"]).output().expect("run agentos provision");
+    assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")
+}
