@@ -401,13 +401,14 @@ fn set_config_option(call: Call) -> Reply {
             Value::Bool(flag) => SessionConfigValue::Boolean(flag),
             other => return Err(ActorError::invalid_argument("value", format!("expected a string or a boolean, got {other}"))),
         };
-        set_option(&call, &session_id, &config_id, value).await
+        let vm = ensure_open(&call, &session_id, None).await?;
+        set_option(&vm, &session_id, &config_id, value).await
     }
     .boxed()
 }
 
-async fn set_option(call: &Call, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
-    let vm = ensure_open(call, session_id, None).await?;
+/// Sets an option of an open session; replies with the new config.
+async fn set_option(vm: &agentos_client::AgentOs, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
     vm.set_session_config_option(Some(session_id), config_id, value).await.map_err(ActorError::from_vm)?;
     config_reply(vm.get_session_config(Some(session_id)).await.map_err(ActorError::from_vm)?)
 }
@@ -424,7 +425,7 @@ async fn set_by_category(call: Call, category: &'static str, what: &'static str)
         let agent = vm.get_session(Some(&session_id)).await.map(|i| i.agent).unwrap_or_default();
         return Err(ActorError::new(code::UNSUPPORTED, format!("agent `{agent}` offers no {what} option for session `{session_id}`")));
     };
-    set_option(&call, &session_id, config_id, SessionConfigValue::String(value)).await
+    set_option(&vm, &session_id, config_id, SessionConfigValue::String(value)).await
 }
 
 fn set_mode(call: Call) -> Reply {
@@ -507,7 +508,7 @@ fn get_session_events(call: Call) -> Reply {
         let page = call.args.object(1)?;
         let after = page.uint("after").unwrap_or(0);
         let limit = page.uint("limit").unwrap_or(DEFAULT_PAGE);
-        let (vm, _) = call.live().await?;
+        let vm = call.vm().await?;
         let events = transcript::events_after(&vm, &session_id, after, limit).await?;
         reply(&events)
     }
@@ -517,7 +518,7 @@ fn get_session_events(call: Call) -> Reply {
 fn get_transcript(call: Call) -> Reply {
     async move {
         let session_id = call.args.str(0)?;
-        let (vm, _) = call.live().await?;
+        let vm = call.vm().await?;
         reply(&transcript::markdown(&vm, &session_id).await?)
     }
     .boxed()
