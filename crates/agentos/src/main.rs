@@ -66,6 +66,7 @@ async fn run(cli: Cli) -> Result<()> {
                         "commandPackages": done.command_packages,
                         "piPackage": done.pi_package,
                         "claudeCodePackage": done.claude_code_package,
+                        "openCodePackage": done.open_code_package,
                     })
                 );
             } else {

@@ -182,6 +182,16 @@ pub(crate) static ARTIFACTS: &[Artifact] = &[
         integrity: "sha512-gXmqqOUWT98QvLkQXHn1UU8OOvqMO8BRSj+0PT99mOL6XNpBlPW6L065FJ9dC4IwJC5xeGzB1XFevjOdP7LwQg==",
         expose: Expose::File("package/dist/package.aospkg"),
     },
+    // OpenCode passes ACP stdio MCP servers on to the agent (Claude Code
+    // 0.2.7's adapter does not), so the tests use it for stdio MCP.
+    Artifact {
+        component: Component::OpenCode,
+        name: "@agentos-software/opencode",
+        version: "0.2.7",
+        url: "https://registry.npmjs.org/@agentos-software/opencode/-/opencode-0.2.7.tgz",
+        integrity: "sha512-lZspCiMgM0+kPAA08CEvyNy8lfBx463wObKpAwbYyaVvc0KfGvbAPS6VmnuZQWmaBmJJuRMtSo14nmb8XCD16g==",
+        expose: Expose::File("package/dist/package.aospkg"),
+    },
 ];
 
 #[cfg(test)]
@@ -211,6 +221,7 @@ mod tests {
         assert_eq!(count(Component::Commands), 8);
         assert_eq!(count(Component::Pi), 1);
         assert_eq!(count(Component::ClaudeCode), 1);
+        assert_eq!(count(Component::OpenCode), 1);
     }
 
     #[test]

@@ -42,16 +42,19 @@ pub enum Component {
     /// The Claude Code agent package (an agent that asks permission and
     /// speaks MCP, which Pi does not).
     ClaudeCode,
+    /// The OpenCode agent package (hands stdio MCP servers to the agent).
+    OpenCode,
 }
 
 impl Component {
     /// Every component, for "provision everything".
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Engine,
         Component::Sidecar,
         Component::Commands,
         Component::Pi,
         Component::ClaudeCode,
+        Component::OpenCode,
     ];
 }
 
@@ -69,6 +72,8 @@ pub struct Provisioned {
     pub pi_package: Option<PathBuf>,
     /// The Claude Code agent's `package.aospkg`.
     pub claude_code_package: Option<PathBuf>,
+    /// The OpenCode agent's `package.aospkg`.
+    pub open_code_package: Option<PathBuf>,
 }
 
 /// The pinned artifact table, e.g. to print what would be downloaded.
@@ -145,6 +150,7 @@ async fn provision_with(
             Component::Commands => out.command_packages.push(path),
             Component::Pi => out.pi_package = Some(path),
             Component::ClaudeCode => out.claude_code_package = Some(path),
+            Component::OpenCode => out.open_code_package = Some(path),
         }
     }
     Ok(out)
