@@ -185,8 +185,8 @@ export interface AgentOsEvents {
   shellStderr: (payload: { shellId: string; seq: number; data: Uint8Array }) => void;
   /** A shell exited, after its last `shellData`. */
   shellExit: (payload: { shellId: string; exitCode: number }) => void;
-  /** A job fired, completed or failed (`time` in epoch ms). */
-  cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number } | { type: "cron:complete"; jobId: string; time: number; durationMs: number } | { type: "cron:error"; jobId: string; time: number; error: string } }) => void;
+  /** A job fired, completed or failed (`time` in epoch ms). Session jobs name their `sessionId`; on completion they carry the reply's `stopReason` and `text` (its first 2,000 characters; the whole turn is in `getSessionEvents`). */
+  cronEvent: (payload: { event: { type: "cron:fire"; jobId: string; time: number; sessionId?: string } | { type: "cron:complete"; jobId: string; time: number; durationMs: number; sessionId?: string; stopReason?: string; text?: string; textTruncated?: boolean } | { type: "cron:error"; jobId: string; time: number; error: string; sessionId?: string } }) => void;
   /** A session update: stored ones carry `seq` (page with `getSessionEvents`); streaming deltas have `ephemeral: true`. */
   sessionEvent: (payload: { sessionId: string; seq: number | null; timestamp?: string; afterSeq?: number; ephemeral?: true; event: { type: string; [key: string]: unknown } }) => void;
   /** The agent asks permission (policy `ask`); answer with `respondPermission`. */

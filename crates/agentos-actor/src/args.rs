@@ -259,6 +259,13 @@ pub fn decode(params: &[Field], raw: &[u8]) -> Result<Args, ActorError> {
     Ok(Args { values })
 }
 
+/// Checks a JSON value nested in an argument (e.g. a stored job's target)
+/// against `ty`, with errors naming `path`.
+pub fn decode_json(ty: ArgType, value: &serde_json::Value, path: &str) -> Result<Arg, ActorError> {
+    let value = Value::serialized(value).map_err(|e| ActorError::invalid_argument(path, format!("is not JSON: {e}")))?;
+    check(&Field { name: "", ty, required: true, doc: "" }, value, path)
+}
+
 fn positional_values(raw: &[u8]) -> Result<Vec<Value>, ActorError> {
     if raw.is_empty() {
         return Ok(Vec::new());
@@ -632,6 +639,22 @@ mod tests {
         assert!(e.message.contains("`config`"), "{}", e.message);
         assert_eq!(ArgType::List(&ArgType::Object(ITEM)).ts(), "{ path: string }[]");
         assert_eq!(ArgType::OneOf(&["a", "b"]).ts(), "\"a\" | \"b\"");
+    }
+
+    #[test]
+    fn nested_json_is_checked_with_its_path() {
+        const FIELDS: &[Field] = &[req("name", ArgType::Str, ""), opt("n", ArgType::U16, "")];
+        let ok = decode_json(ArgType::Object(FIELDS), &serde_json::json!({ "name": "a", "n": 3 }), "job").unwrap();
+        assert_eq!((ok.fields().str("name"), ok.fields().uint("n")), (Some("a".into()), Some(3)));
+        for (value, needle) in [
+            (serde_json::json!({ "n": 3 }), "`job.name`"),
+            (serde_json::json!({ "name": "a", "n": 70000 }), "`job.n`"),
+            (serde_json::json!({ "name": "a", "m": 1 }), "`job.m`"),
+            (serde_json::json!("a"), "`job`"),
+        ] {
+            let e = decode_json(ArgType::Object(FIELDS), &value, "job").unwrap_err();
+            assert!(e.message.contains(needle), "{value}: {}", e.message);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Agent sessions with the real Pi agent against the fake LLM on
-//! 127.0.0.1: prompts, durable history, and a conversation that goes on
-//! after sleep, a graceful host restart and a SIGKILL of the host.
+//! 127.0.0.1: prompts, durable history, a conversation that goes on after
+//! sleep, a graceful host restart and a SIGKILL of the host, and cron jobs
+//! that prompt an agent.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,18 @@ fn session_options(llm: &FakeLlm, session_id: &str) -> Value {
             "PI_SKIP_VERSION_CHECK": "1",
         },
     })
+}
+
+/// A `scheduleCron` job (due in a minute) running a session target with
+/// `fields`.
+fn cron_session(fields: Value) -> Value {
+    let mut action = json!({ "type": "session" });
+    action.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+    json!({ "schedule": "* * * * *", "action": action })
+}
+
+fn rfc3339_in(seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339()
 }
 
 /// Every text the last model request carried, in order (all roles).
@@ -208,6 +221,10 @@ async fn every_session_action_names_its_bad_argument() {
         ("sendPrompt", vec![json!("s")], "`prompt`"),
         ("sendPrompt", vec![json!("s"), json!(5)], "`prompt`"),
         ("sendPrompt", vec![json!("s"), json!([])], "`prompt`"),
+        ("sendPrompt", vec![json!("s"), json!(" ")], "`prompt`"),
+        ("scheduleCron", vec![cron_session(json!({ "agentType": "pi", "prompt": "" }))], "`options.action.prompt`"),
+        ("scheduleCron", vec![cron_session(json!({ "prompt": "hi" }))], "`options.action.agentType`"),
+        ("scheduleCron", vec![cron_session(json!({ "agentType": "pi", "prompt": "hi", "options": { "permissionPolicy": "never" } }))], "`options.action.options.permissionPolicy`"),
         ("sendPrompt", vec![json!("s"), json!([{ "type": "nonsense" }])], "`prompt`"),
         ("cancelPrompt", vec![json!(7)], "`sessionId`"),
         ("respondPermission", vec![json!("s"), json!("p")], "`reply`"),
@@ -236,4 +253,117 @@ async fn every_session_action_names_its_bad_argument() {
     let err = gateway.action("getSessionEvents", vec![json!("nope")]).await.unwrap_err();
     assert_eq!(err.code, "not_found", "{err:?}");
     assert!(err.message.contains("nope"), "{err:?}");
+}
+
+/// The first `cronEvent` of `kind` for `job` a client recorded.
+fn cron_event(events: &Arc<Mutex<Vec<Value>>>, kind: &str, job: &str) -> Option<Value> {
+    let events = events.lock().unwrap();
+    events.iter().map(|e| e["event"].clone()).find(|e| e["type"] == json!(kind) && e["jobId"] == json!(job))
+}
+
+/// A cron job prompts Pi in its own session: the first run creates the
+/// session, a later run (its alarm waking the sleeping actor after a host
+/// restart) goes on with the same conversation. A job without a session
+/// gets a new one per run, kept with its history; an unknown agent is a
+/// `cron:error` naming it.
+#[tokio::test]
+async fn a_cron_job_prompts_one_session_across_sleep_and_restart() {
+    let llm = FakeLlm::start().await.unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let mut agents = AgentStack::start(binary, "sessions-cron", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
+    let stack = &mut agents.stack;
+    let key = unique_key("sessions-cron");
+    let os = stack.actor(&key);
+    let conn = os.connect();
+    let (events, sub) = record_events(&conn, "cronEvent").await;
+    conn.action("mkdir", vec![json!("/home/agentos/workspace"), json!({ "recursive": true })]).await.unwrap();
+    let mut options = session_options(&llm, "");
+    options.as_object_mut().unwrap().remove("sessionId");
+    let job = |schedule: String, prompt: &str| {
+        json!({ "id": "agent", "schedule": schedule, "overlap": "queue",
+                "action": { "type": "session", "agentType": "pi", "sessionId": "cron-s", "prompt": prompt, "options": options } })
+    };
+
+    // 1. The first run creates session `cron-s` and reports the reply.
+    llm.push_text("FIRST-CRON-REPLY about MANGO");
+    conn.action("scheduleCron", vec![job(rfc3339_in(2), "Remember the word MANGO.")]).await.unwrap();
+    let done = eventually(Duration::from_secs(120), "the first run's cron:complete", || async {
+        cron_event(&events, "cron:complete", "agent").or_else(|| cron_event(&events, "cron:error", "agent"))
+    })
+    .await;
+    assert_eq!(done["type"], json!("cron:complete"), "{done}");
+    assert_eq!(done["sessionId"], json!("cron-s"), "{done}");
+    assert_eq!(done["stopReason"], json!("end_turn"), "{done}");
+    assert_eq!((done["text"].clone(), done["textTruncated"].clone()), (json!("FIRST-CRON-REPLY about MANGO"), json!(false)), "{done}");
+    let fire = cron_event(&events, "cron:fire", "agent").unwrap();
+    assert_eq!(fire["sessionId"], json!("cron-s"), "{fire}");
+    assert!(conversation_text(&llm).contains("Remember the word MANGO."), "the model got the prompt");
+    let history = conn.action("getSessionEvents", vec![json!("cron-s")]).await.unwrap().to_string();
+    assert!(history.contains("agent_message_chunk") && history.contains("FIRST-CRON-REPLY"), "{history}");
+    let transcript = conn.action("getSessionTranscript", vec![json!("cron-s")]).await.unwrap();
+    assert!(transcript.as_str().unwrap().contains("Remember the word MANGO."), "{transcript}");
+    drop(sub);
+    conn.disconnect().await;
+
+    // 2. The next run is due after the actor sleeps and the host restarts:
+    // only its alarm wakes the actor, and the agent sees the first turn.
+    llm.push_text("SECOND-CRON-REPLY");
+    os.action("scheduleCron", vec![job(rfc3339_in(25), "Which word did I ask you to remember?")]).await.unwrap();
+    let actor_id = os.resolve().await.unwrap();
+    stack.wait_asleep(&os).await;
+    stack.host.stop(Duration::from_secs(60));
+    stack.restart_host();
+    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (!stack.asleep(&actor_id).await).then_some(()) }).await;
+    let os = stack.actor(&key);
+    // Ended: the reply is in the history and the job no longer runs.
+    let ran = eventually(Duration::from_secs(120), "the second run to end", || async {
+        let transcript = os.action("getSessionTranscript", vec![json!("cron-s")]).await.ok()?;
+        if !transcript.as_str()?.contains("SECOND-CRON-REPLY") {
+            return None;
+        }
+        let jobs = os.action("listCronJobs", vec![]).await.ok()?;
+        let job = jobs.as_array()?.iter().find(|j| j["id"] == json!("agent"))?.clone();
+        (job["running"] == json!(false)).then_some(job)
+    })
+    .await;
+    assert_eq!((ran["runCount"].clone(), ran["lastError"].clone()), (json!(1), Value::Null), "{ran}");
+    let sent = conversation_text(&llm);
+    for earlier in ["Remember the word MANGO.", "FIRST-CRON-REPLY about MANGO", "Which word did I ask you to remember?"] {
+        assert!(sent.contains(earlier), "the second run's model request lacks {earlier}: {sent}");
+    }
+
+    // 3. Without a session id each run gets a new session, kept after the
+    // run; an agent that does not exist fails the run, naming it.
+    let conn = os.connect();
+    let (events, _sub) = record_events(&conn, "cronEvent").await;
+    llm.push_text("FRESH-REPLY");
+    let fresh = json!({ "id": "fresh", "schedule": rfc3339_in(2),
+                        "action": { "type": "session", "agentType": "pi", "prompt": "Say something new.", "options": options } });
+    let ghost = json!({ "id": "ghost", "schedule": rfc3339_in(2),
+                        "action": { "type": "session", "agentType": "no-such-agent", "prompt": "Hello?" } });
+    for job in [fresh, ghost] {
+        conn.action("scheduleCron", vec![job]).await.unwrap();
+    }
+    let (done, failed) = eventually(Duration::from_secs(120), "both runs to end", || async {
+        let end = |job| cron_event(&events, "cron:complete", job).or_else(|| cron_event(&events, "cron:error", job));
+        Some((end("fresh")?, end("ghost")?))
+    })
+    .await;
+    assert_eq!(done["type"], json!("cron:complete"), "{done}");
+    let fire = cron_event(&events, "cron:fire", "fresh").unwrap();
+    let session = format!("cron-fresh-{}", fire["time"].as_f64().unwrap() as i64);
+    assert_eq!((fire["sessionId"].clone(), done["sessionId"].clone()), (json!(session), json!(session)), "{fire} {done}");
+    assert_eq!(done["text"], json!("FRESH-REPLY"), "{done}");
+    let sent = conversation_text(&llm);
+    assert!(sent.contains("Say something new.") && !sent.contains("MANGO"), "a new session starts a new conversation: {sent}");
+    let history = conn.action("getSessionEvents", vec![json!(session)]).await.unwrap().to_string();
+    assert!(history.contains("FRESH-REPLY"), "{history}");
+    let open = conn.action("listSessions", vec![]).await.unwrap();
+    assert!(!open.to_string().contains(&session), "the run's agent is stopped: {open}");
+    assert_eq!(failed["type"], json!("cron:error"), "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("could not open agent `no-such-agent`"), "{failed}");
+    let ghost_fire = cron_event(&events, "cron:fire", "ghost").unwrap();
+    assert_eq!(failed["sessionId"], json!(format!("cron-ghost-{}", ghost_fire["time"].as_f64().unwrap() as i64)), "{failed}");
+    conn.disconnect().await;
 }

@@ -23,13 +23,17 @@ use crate::error::{ActorError, code, internal_while};
 use crate::host::HostCtx;
 use crate::vm::broadcast_event;
 
+mod session;
+
+use session::SessionJob;
+
 type Reply = BoxFuture<'static, Result<Vec<u8>, ActorError>>;
 
 const OVERLAPS: &[&str] = &["allow", "skip", "queue"];
 const CRON_OPTIONS: &[Field] = &[
     opt("id", ArgType::Str, "Job id (default: a new UUID); scheduling an existing id replaces that job."),
     req("schedule", ArgType::Str, "Cron expression (5 fields, or 6 with seconds) or an RFC 3339 time for a one-shot job."),
-    req("action", ArgType::Json, "What runs: `{ type: \"exec\", command, args?, cwd?, env? }` or `{ type: \"action\", name, args? }` (one of this actor's actions)."),
+    req("action", ArgType::Json, "What runs: `{ type: \"exec\", command, args?, cwd?, env? }`; `{ type: \"action\", name, args? }` (one of this actor's actions); or `{ type: \"session\", agentType, prompt, sessionId?, options? }`: prompt an agent. With `sessionId` every run goes on with that session's conversation (created with `agentType` and `options`, those of `createSession`, if it does not exist yet; use `overlap: \"queue\"` so runs take turns); without it each run gets a new session `cron-<jobId>-<run time ms>` whose history is kept."),
     opt("overlap", ArgType::OneOf(OVERLAPS), "When a run is due while the last one still runs: `allow` (default), `skip` it, or `queue` it."),
 ];
 
@@ -64,8 +68,8 @@ pub static SECTION: Section = Section {
     ],
     events: &[EventSpec {
         name: "cronEvent",
-        summary: "A job fired, completed or failed (`time` in epoch ms).",
-        payload: "{ event: { type: \"cron:fire\"; jobId: string; time: number } | { type: \"cron:complete\"; jobId: string; time: number; durationMs: number } | { type: \"cron:error\"; jobId: string; time: number; error: string } }",
+        summary: "A job fired, completed or failed (`time` in epoch ms). Session jobs name their `sessionId`; on completion they carry the reply's `stopReason` and `text` (its first 2,000 characters; the whole turn is in `getSessionEvents`).",
+        payload: "{ event: { type: \"cron:fire\"; jobId: string; time: number; sessionId?: string } | { type: \"cron:complete\"; jobId: string; time: number; durationMs: number; sessionId?: string; stopReason?: string; text?: string; textTruncated?: boolean } | { type: \"cron:error\"; jobId: string; time: number; error: string; sessionId?: string } }",
     }],
     types: &[(
         "CronJob",
@@ -101,14 +105,29 @@ enum Target {
         #[serde(default)]
         args: Vec<Value>,
     },
+    #[serde(rename_all = "camelCase")]
+    Session {
+        agent_type: String,
+        prompt: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<Value>,
+    },
 }
 
 impl Target {
     fn parse(value: Value) -> Result<Self, ActorError> {
+        if value.get("type").and_then(Value::as_str) == Some("session") {
+            // Checked field by field, so errors name the field.
+            SessionJob::check(&value)?;
+        }
         let target: Target = serde_json::from_value(value).map_err(|e| {
             ActorError::invalid_argument(
                 "options.action",
-                format!("{e} (expected {{ type: \"exec\", command, ... }} or {{ type: \"action\", name, args }})"),
+                format!(
+                    "{e} (expected {{ type: \"exec\", command, ... }}, {{ type: \"action\", name, args }} or {{ type: \"session\", agentType, prompt, ... }})"
+                ),
             )
         })?;
         if let Target::Action { name, args } = &target {
@@ -121,6 +140,16 @@ impl Target {
             })?;
         }
         Ok(target)
+    }
+
+    /// The session a run at `fired` prompts: the job's own, or a new one
+    /// named after the job and the run.
+    fn session_of(&self, job_id: &str, fired: i64) -> Option<String> {
+        match self {
+            Target::Session { session_id: Some(id), .. } => Some(id.clone()),
+            Target::Session { session_id: None, .. } => Some(format!("cron-{job_id}-{fired}")),
+            _ => None,
+        }
     }
 }
 
@@ -324,27 +353,40 @@ fn cron_tick(call: Call) -> Reply {
             },
         };
 
-        cron_event(&call.host, json!({ "type": "cron:fire", "jobId": id, "time": fired }));
-        let outcome = run_target(&call, target).await;
+        let session = target.session_of(&id, fired);
+        let with_session = |mut event: Value| {
+            if let Some(session) = &session {
+                event["sessionId"] = json!(session);
+            }
+            event
+        };
+        cron_event(&call.host, with_session(json!({ "type": "cron:fire", "jobId": id, "time": fired })));
+        let outcome = run_target(&call, target, session.as_deref()).await;
         let ended = now_ms();
-        let error = outcome.err();
+        let error = outcome.as_ref().err();
         call.host
             .db_run("UPDATE agentos_cron_jobs SET last_error = ? WHERE id = ?", &json!([error, id]))
             .await
             .map_err(internal_while("update the cron job"))?;
-        match error {
-            None => cron_event(
-                &call.host,
-                json!({ "type": "cron:complete", "jobId": id, "time": ended, "durationMs": ended - fired }),
-            ),
-            Some(error) => cron_event(&call.host, json!({ "type": "cron:error", "jobId": id, "time": ended, "error": error })),
-        }
+        let event = match outcome {
+            Ok(details) => {
+                let mut event = json!({ "type": "cron:complete", "jobId": id, "time": ended, "durationMs": ended - fired });
+                if let (Some(event), Value::Object(details)) = (event.as_object_mut(), details) {
+                    event.extend(details);
+                }
+                event
+            }
+            Err(error) => with_session(json!({ "type": "cron:error", "jobId": id, "time": ended, "error": error })),
+        };
+        cron_event(&call.host, event);
         reply_null()
     }
     .boxed()
 }
 
-async fn run_target(call: &Call, target: Target) -> Result<(), String> {
+/// Runs a job's target; replies with what `cron:complete` adds (an object,
+/// or null).
+async fn run_target(call: &Call, target: Target, session: Option<&str>) -> Result<Value, String> {
     match target {
         Target::Exec { command, args, cwd, env } => {
             let vm = call.vm().await.map_err(|e| e.message)?;
@@ -359,14 +401,20 @@ async fn run_target(call: &Call, target: Target) -> Result<(), String> {
                 let tail: String = result.stderr.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
                 return Err(format!("`{command}` exited with {}: {tail}", result.exit_code));
             }
-            Ok(())
+            Ok(Value::Null)
         }
         Target::Action { name, args } => {
             let spec = crate::contract::find(&name).ok_or_else(|| format!("no action named `{name}`"))?;
             let raw = cbor_args(&args).map_err(|e| e.message)?;
             let args = crate::args::decode(spec.params, &raw).map_err(|e| e.message)?;
             let inner = Call { name: spec.name, slot: call.slot.clone(), settings: call.settings.clone(), host: call.host.clone(), args };
-            (spec.handler)(inner).await.map(drop).map_err(|e| format!("{}: {}", e.code, e.message))
+            (spec.handler)(inner).await.map(|_| Value::Null).map_err(|e| format!("{}: {}", e.code, e.message))
+        }
+        Target::Session { .. } => {
+            let job = serde_json::to_value(&target)
+                .map_err(|e| e.to_string())
+                .and_then(|value| SessionJob::check(&value).map_err(|e| format!("stored session target: {e}")))?;
+            job.run(call, session.unwrap_or_default()).await
         }
     }
 }
@@ -400,5 +448,62 @@ mod tests {
         assert!(e.message.contains("`options.action`"), "{}", e.message);
         let e = Target::parse(json!({ "type": "exec", "command": "x", "extra": 1 })).unwrap_err();
         assert!(e.message.contains("extra"), "{}", e.message);
+    }
+
+    #[test]
+    fn session_targets_keep_upstream_shape_and_add_a_session_and_options() {
+        let upstream = Target::parse(json!({ "type": "session", "agentType": "pi", "prompt": "Tidy up." })).unwrap();
+        assert_eq!(upstream.session_of("job", 42).as_deref(), Some("cron-job-42"));
+        let full = json!({
+            "type": "session", "agentType": "pi", "sessionId": "daily",
+            "prompt": [{ "type": "text", "text": "Report." }],
+            "options": { "cwd": "/home/agentos", "env": { "K": "v" }, "permissionPolicy": "reject_all", "skipOsInstructions": true },
+        });
+        let target = Target::parse(full.clone()).unwrap();
+        assert_eq!(target.session_of("job", 42).as_deref(), Some("daily"));
+        // Stored and listed as given.
+        let stored = serde_json::to_value(&target).unwrap();
+        assert_eq!(stored, full);
+        assert_eq!(serde_json::from_value::<Target>(stored).unwrap(), target);
+        assert_eq!(Target::parse(json!({ "type": "exec", "command": "true" })).unwrap().session_of("job", 1), None);
+    }
+
+    #[test]
+    fn bad_session_targets_name_the_field() {
+        let base = json!({ "type": "session", "agentType": "pi", "prompt": "hi" });
+        let with = |key: &str, value: Value| {
+            let mut target = base.clone();
+            target[key] = value;
+            target
+        };
+        let without = |key: &str| {
+            let mut target = base.clone();
+            target.as_object_mut().unwrap().remove(key);
+            target
+        };
+        let cases = [
+            (without("agentType"), "`options.action.agentType`"),
+            (with("agentType", json!(1)), "`options.action.agentType`"),
+            (with("agentType", json!(" ")), "`options.action.agentType`"),
+            (without("prompt"), "`options.action.prompt`"),
+            (with("prompt", json!("")), "`options.action.prompt`"),
+            (with("prompt", json!(5)), "`options.action.prompt`"),
+            (with("prompt", json!([])), "`options.action.prompt`"),
+            (with("prompt", json!([{ "type": "nonsense" }])), "`options.action.prompt`"),
+            (with("sessionId", json!("")), "`options.action.sessionId`"),
+            (with("sessionId", json!(7)), "`options.action.sessionId`"),
+            (with("options", json!("fast")), "`options.action.options`"),
+            (with("options", json!({ "permissionPolicy": "sometimes" })), "`options.action.options.permissionPolicy`"),
+            (with("options", json!({ "env": { "A": 1 } })), "`options.action.options.env.A`"),
+            (with("options", json!({ "mcpServers": [{ "bogus": true }] })), "`options.action.options.mcpServers`"),
+            (with("options", json!({ "additionalDirectories": "/tmp" })), "`options.action.options.additionalDirectories`"),
+            (with("options", json!({ "sessionId": "x" })), "`options.action.options.sessionId`"),
+            (with("colour", json!("red")), "`options.action.colour`"),
+        ];
+        for (target, needle) in cases {
+            let e = Target::parse(target.clone()).expect_err(&target.to_string());
+            assert_eq!(e.code, "invalid_argument", "{target}: {e}");
+            assert!(e.message.contains(needle), "{target}: {} lacks {needle}", e.message);
+        }
     }
 }

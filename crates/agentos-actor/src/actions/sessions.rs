@@ -8,19 +8,22 @@
 //! typed session operations only ("not a second raw JSON-RPC session API",
 //! its module docs), and every typed operation is here.
 
+mod input;
 mod open;
 mod transcript;
 
+use agentos_client::AgentOs;
 use agentos_client::session::{
-    CancelPromptStatus, ContentBlock, McpServerConfig, OpenSessionInput, PermissionPolicy, PermissionResponseStatus,
-    PromptInput, SessionConfigValue, SessionState,
+    CancelPromptStatus, ContentBlock, PermissionResponseStatus, PromptInput, SessionConfigValue, SessionState,
 };
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
-pub use open::OpenSessions;
-use open::{ensure_open, not_found};
+use input::CREATE_FIELDS;
+pub use input::{SESSION_OPTIONS, agent_type, open_input, prompt_content};
+pub use open::{OpenSessions, close, ensure_open, open_or_create};
+use open::not_found;
 
 use super::reply;
 use crate::args::{ArgType, Field, opt, req};
@@ -35,16 +38,6 @@ const MAX_PAGE: u64 = 1000;
 
 const SESSION_ID: Field = req("sessionId", ArgType::Str, "The session id.");
 
-const CREATE_FIELDS: &[Field] = &[
-    opt("sessionId", ArgType::Str, "Your own id for the session (default: a new UUID)."),
-    opt("cwd", ArgType::Str, "Working directory of the agent (default: the VM user's home)."),
-    opt("env", ArgType::StrMap, "Environment of the agent process (e.g. the LLM provider's base URL and key)."),
-    opt("mcpServers", ArgType::Json, "ACP MCP server configs (`stdio`, `http`, `sse`) the agent connects to."),
-    opt("permissionPolicy", ArgType::OneOf(&["allow_all", "ask", "reject_all"]), "What happens when the agent asks permission (default `allow_all`; `ask` raises `permissionRequest`)."),
-    opt("additionalInstructions", ArgType::Str, "Appended to the OS instructions given to the agent."),
-    opt("skipOsInstructions", ArgType::Bool, "Do not give the agent the agentOS instructions."),
-    opt("additionalDirectories", ArgType::StrList, "More directories the agent may work in."),
-];
 const PAGE_FIELDS: &[Field] = &[
     opt("after", ArgType::U64, "Only events after this sequence number (default 0: from the start)."),
     opt("limit", ArgType::UInt { max: MAX_PAGE }, "At most this many events (default 100)."),
@@ -235,75 +228,41 @@ pub static SECTION: Section = Section {
 
 fn create_session(call: Call) -> Reply {
     async move {
-        let agent = call.args.str(0)?;
+        let agent = input::agent_type(call.args.str(0)?, "agentType")?;
         let options = call.args.object(1)?;
-        let get = |name| options.str(name);
-        let session_id = get("sessionId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mcp_servers = options.json("mcpServers").map(mcp_servers).transpose()?;
-        let permission_policy = get("permissionPolicy").map(|policy| match policy.as_str() {
-            "ask" => PermissionPolicy::Ask,
-            "reject_all" => PermissionPolicy::RejectAll,
-            _ => PermissionPolicy::AllowAll,
-        });
-        let env = Some(options.str_map("env")).filter(|env| !env.is_empty());
-        let input = OpenSessionInput {
-            session_id: Some(session_id.clone()),
-            agent,
-            cwd: get("cwd"),
-            additional_directories: options.str_list("additionalDirectories"),
-            env,
-            mcp_servers,
-            permission_policy,
-            skip_os_instructions: options.bool("skipOsInstructions"),
-            additional_instructions: get("additionalInstructions"),
-        };
+        let session_id = options.str("sessionId").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let input = open_input(agent, &session_id, &options, "options")?;
         ensure_open(&call, &session_id, Some(input)).await?;
         reply(&session_id)
     }
     .boxed()
 }
 
-/// ACP MCP server configs: `{name, command, args, env: [{name, value}]}`
-/// (stdio) or `{type: "http" | "sse", name, url, headers: [{name, value}]}`.
-fn mcp_servers(value: Value) -> Result<Vec<McpServerConfig>, ActorError> {
-    serde_json::from_value(value)
-        .map_err(|e| ActorError::invalid_argument("options.mcpServers", format!("not a list of ACP MCP server configs: {e}")))
-}
-
 fn send_prompt(call: Call) -> Reply {
     async move {
         let session_id = call.args.str(0)?;
-        let content = prompt_content(call.args.json(1)?)?;
+        let content = prompt_content(call.args.json(1)?, "prompt")?;
         let vm = ensure_open(&call, &session_id, None).await?;
-        let result = vm
-            .prompt(PromptInput { session_id: Some(session_id.clone()), idempotency_key: None, content })
-            .await
-            .map_err(|e| not_found(&session_id, e))?;
-        let message = serde_json::to_value(&result.message).unwrap_or(Value::Null);
-        let text: String = message["content"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|block| block["text"].as_str())
-            .collect();
-        reply(&json!({ "text": text, "stopReason": result.stop_reason, "message": message }))
+        reply(&prompt_turn(&vm, &session_id, content).await?)
     }
     .boxed()
 }
 
-/// A prompt given as text or as ACP content blocks.
-fn prompt_content(prompt: Value) -> Result<Vec<ContentBlock>, ActorError> {
-    let blocks = match prompt {
-        Value::String(text) => json!([{ "type": "text", "text": text }]),
-        blocks @ Value::Array(_) => blocks,
-        other => return Err(ActorError::invalid_argument("prompt", format!("expected text or content blocks, got {other}"))),
-    };
-    let content: Vec<ContentBlock> = serde_json::from_value(blocks)
-        .map_err(|e| ActorError::invalid_argument("prompt", format!("not ACP content blocks: {e}")))?;
-    if content.is_empty() {
-        return Err(ActorError::invalid_argument("prompt", "must not be empty"));
-    }
-    Ok(content)
+/// One turn of an open session: `{ text, stopReason, message }` of the
+/// agent's reply.
+pub async fn prompt_turn(vm: &AgentOs, session_id: &str, content: Vec<ContentBlock>) -> Result<Value, ActorError> {
+    let result = vm
+        .prompt(PromptInput { session_id: Some(session_id.to_owned()), idempotency_key: None, content })
+        .await
+        .map_err(|e| not_found(session_id, e))?;
+    let message = serde_json::to_value(&result.message).unwrap_or(Value::Null);
+    let text: String = message["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|block| block["text"].as_str())
+        .collect();
+    Ok(json!({ "text": text, "stopReason": result.stop_reason, "message": message }))
 }
 
 fn cancel_prompt(call: Call) -> Reply {
@@ -408,7 +367,7 @@ fn set_config_option(call: Call) -> Reply {
 }
 
 /// Sets an option of an open session; replies with the new config.
-async fn set_option(vm: &agentos_client::AgentOs, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
+async fn set_option(vm: &AgentOs, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
     vm.set_session_config_option(Some(session_id), config_id, value).await.map_err(ActorError::from_vm)?;
     config_reply(vm.get_session_config(Some(session_id)).await.map_err(ActorError::from_vm)?)
 }
@@ -526,10 +485,7 @@ fn get_transcript(call: Call) -> Reply {
 
 fn close_session(call: Call) -> Reply {
     async move {
-        let session_id = call.args.str(0)?;
-        let (vm, live) = call.live().await?;
-        vm.unload_session(Some(&session_id)).await.map_err(|e| not_found(&session_id, e))?;
-        live.sessions.forget(&session_id);
+        close(&call, &call.args.str(0)?).await?;
         super::reply_null()
     }
     .boxed()

@@ -84,6 +84,24 @@ pub async fn ensure_open(call: &Call, session_id: &str, input: Option<OpenSessio
     Ok(vm)
 }
 
+/// Opens session `session_id` if the actor has it (with the options it was
+/// created with), else creates it from `input`.
+pub async fn open_or_create(call: &Call, session_id: &str, input: OpenSessionInput) -> Result<AgentOs, ActorError> {
+    match ensure_open(call, session_id, None).await {
+        Err(e) if e.code == code::NOT_FOUND => ensure_open(call, session_id, Some(input)).await,
+        opened => opened,
+    }
+}
+
+/// Stops the session's agent; its history stays and a later action on the
+/// session opens it again.
+pub async fn close(call: &Call, session_id: &str) -> Result<(), ActorError> {
+    let (vm, live) = call.live().await?;
+    vm.unload_session(Some(session_id)).await.map_err(|e| not_found(session_id, e))?;
+    live.sessions.forget(session_id);
+    Ok(())
+}
+
 /// Stores how a session was created (before the engine opens it, so a
 /// session the engine has always has its options here).
 async fn remember(host: &HostCtx, session_id: &str, input: &OpenSessionInput) -> Result<(), ActorError> {

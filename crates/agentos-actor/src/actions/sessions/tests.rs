@@ -33,16 +33,16 @@ fn create_session_checks_policy_env_and_mcp_servers() {
 
 #[test]
 fn mcp_servers_are_acp_configs() {
-    let servers = super::mcp_servers(json!([
+    let servers = super::input::mcp_servers(json!([
         { "name": "local", "command": "/usr/bin/node", "args": ["s.mjs"], "env": [{ "name": "K", "value": "v" }] },
         { "type": "http", "name": "remote", "url": "http://127.0.0.1:7701/mcp", "headers": [] },
-    ]))
+    ]), "options.mcpServers")
     .unwrap();
     let back = serde_json::to_value(&servers).unwrap();
     assert_eq!(back[0]["command"], json!("/usr/bin/node"), "{back}");
     assert_eq!((back[1]["type"].clone(), back[1]["url"].clone()), (json!("http"), json!("http://127.0.0.1:7701/mcp")), "{back}");
     for wrong in [json!({ "name": "x" }), json!([{ "name": "x" }]), json!([{ "type": "http", "name": "x" }])] {
-        let e = super::mcp_servers(wrong.clone()).expect_err(&wrong.to_string());
+        let e = super::input::mcp_servers(wrong.clone(), "options.mcpServers").expect_err(&wrong.to_string());
         assert_eq!(e.code, "invalid_argument", "{wrong}: {e}");
         assert!(e.message.contains("options.mcpServers"), "{wrong}: {e}");
     }
