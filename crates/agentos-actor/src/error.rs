@@ -28,6 +28,9 @@ pub mod code {
     pub const VM_ERROR: &str = "vm_error";
     /// The named thing (process, shell, preview token, mount) does not exist.
     pub const NOT_FOUND: &str = "not_found";
+    /// A session's agent process exited; the next action on the session
+    /// starts it again with the session's history.
+    pub const AGENT_EXITED: &str = "agent_exited";
     /// A bug or an unexpected host failure inside the plugin.
     pub const INTERNAL: &str = "internal";
 }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use input::CREATE_FIELDS;
 pub use input::{SESSION_OPTIONS, agent_type, open_input, prompt_content};
 pub use open::{OpenSessions, close, ensure_open, open_or_create};
-use open::not_found;
+use open::{not_found, session_failure};
 
 use super::reply;
 use crate::args::{ArgType, Field, opt, req};
@@ -243,18 +243,18 @@ fn send_prompt(call: Call) -> Reply {
         let session_id = call.args.str(0)?;
         let content = prompt_content(call.args.json(1)?, "prompt")?;
         let vm = ensure_open(&call, &session_id, None).await?;
-        reply(&prompt_turn(&vm, &session_id, content).await?)
+        reply(&prompt_turn(&call, &vm, &session_id, content).await?)
     }
     .boxed()
 }
 
 /// One turn of an open session: `{ text, stopReason, message }` of the
 /// agent's reply.
-pub async fn prompt_turn(vm: &AgentOs, session_id: &str, content: Vec<ContentBlock>) -> Result<Value, ActorError> {
+pub async fn prompt_turn(call: &Call, vm: &AgentOs, session_id: &str, content: Vec<ContentBlock>) -> Result<Value, ActorError> {
     let result = vm
         .prompt(PromptInput { session_id: Some(session_id.to_owned()), idempotency_key: None, content })
         .await
-        .map_err(|e| not_found(session_id, e))?;
+        .map_err(|e| session_failure(call, session_id, e))?;
     let message = serde_json::to_value(&result.message).unwrap_or(Value::Null);
     let text: String = message["content"]
         .as_array()
@@ -272,7 +272,7 @@ fn cancel_prompt(call: Call) -> Reply {
         let Some((vm, _)) = call.slot.running() else {
             return reply(&json!({ "status": "no_active_prompt" }));
         };
-        let status = match vm.cancel_prompt(Some(&session_id)).await.map_err(|e| not_found(&session_id, e))? {
+        let status = match vm.cancel_prompt(Some(&session_id)).await.map_err(|e| session_failure(&call, &session_id, e))? {
             CancelPromptStatus::Cancelled => "cancelled",
             CancelPromptStatus::NoActivePrompt => "no_active_prompt",
         };
@@ -309,7 +309,7 @@ fn respond_permission(call: Call) -> Reply {
             let offered: Vec<&str> = options.iter().filter_map(|o| o["optionId"].as_str()).collect();
             ActorError::invalid_argument("reply", format!("`{answer}` matches none of the request's options {offered:?}"))
         })?;
-        let status = vm.respond_permission(&session_id, &permission_id, &option_id).await.map_err(ActorError::from_vm)?;
+        let status = vm.respond_permission(&session_id, &permission_id, &option_id).await.map_err(|e| session_failure(&call, &session_id, e))?;
         reply(&match status {
             PermissionResponseStatus::Accepted => json!({ "status": "accepted" }),
             PermissionResponseStatus::NotPending(reason) => json!({ "status": "not_pending", "reason": reason }),
@@ -361,14 +361,14 @@ fn set_config_option(call: Call) -> Reply {
             other => return Err(ActorError::invalid_argument("value", format!("expected a string or a boolean, got {other}"))),
         };
         let vm = ensure_open(&call, &session_id, None).await?;
-        set_option(&vm, &session_id, &config_id, value).await
+        set_option(&call, &vm, &session_id, &config_id, value).await
     }
     .boxed()
 }
 
 /// Sets an option of an open session; replies with the new config.
-async fn set_option(vm: &AgentOs, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
-    vm.set_session_config_option(Some(session_id), config_id, value).await.map_err(ActorError::from_vm)?;
+async fn set_option(call: &Call, vm: &AgentOs, session_id: &str, config_id: &str, value: SessionConfigValue) -> Result<Vec<u8>, ActorError> {
+    vm.set_session_config_option(Some(session_id), config_id, value).await.map_err(|e| session_failure(call, session_id, e))?;
     config_reply(vm.get_session_config(Some(session_id)).await.map_err(ActorError::from_vm)?)
 }
 
@@ -384,7 +384,7 @@ async fn set_by_category(call: Call, category: &'static str, what: &'static str)
         let agent = vm.get_session(Some(&session_id)).await.map(|i| i.agent).unwrap_or_default();
         return Err(ActorError::new(code::UNSUPPORTED, format!("agent `{agent}` offers no {what} option for session `{session_id}`")));
     };
-    set_option(&vm, &session_id, config_id, SessionConfigValue::String(value)).await
+    set_option(&call, &vm, &session_id, config_id, SessionConfigValue::String(value)).await
 }
 
 fn set_mode(call: Call) -> Reply {

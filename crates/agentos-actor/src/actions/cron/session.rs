@@ -62,7 +62,7 @@ impl SessionJob {
             sessions::open_or_create(call, session_id, input).await
         };
         let vm = opened.map_err(|e| format!("session `{session_id}`: could not open agent `{}`: {e}", self.agent))?;
-        let turn = sessions::prompt_turn(&vm, session_id, self.content).await;
+        let turn = sessions::prompt_turn(call, &vm, session_id, self.content).await;
         if fresh {
             // Its agent process is not needed any more; the history stays.
             if let Err(e) = sessions::close(call, session_id).await {

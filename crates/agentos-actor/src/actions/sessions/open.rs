@@ -147,6 +147,27 @@ pub async fn forget_options(host: &HostCtx, session_id: &str) -> Result<(), Acto
         .map_err(internal_while("delete the session's options"))
 }
 
+/// How the engine words a request that found the session's agent gone.
+const AGENT_GONE: &str = "ACP adapter exited";
+
+/// The engine's failure of a request on a session. When the agent had
+/// exited (the engine notices on the next request and evicts the session),
+/// the session is forgotten here too, so the next action opens it again
+/// from storage, and the caller gets `agent_exited`.
+pub fn session_failure(call: &Call, session_id: &str, error: anyhow::Error) -> ActorError {
+    let text = format!("{error:#}");
+    if !text.contains(AGENT_GONE) {
+        return not_found(session_id, error);
+    }
+    if let Some((_, live)) = call.slot.running() {
+        live.sessions.forget(session_id);
+    }
+    ActorError::new(
+        code::AGENT_EXITED,
+        format!("the agent of session `{session_id}` exited ({text}); its history is kept and the next action on the session starts it again"),
+    )
+}
+
 /// The engine's "no such session" as our `not_found`.
 pub fn not_found(session_id: &str, error: anyhow::Error) -> ActorError {
     let text = format!("{error:#}");
