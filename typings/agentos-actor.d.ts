@@ -168,6 +168,8 @@ export interface AgentOsActions {
   respondToolCall(callId: string, response: { result?: unknown; error?: string }): Promise<null>;
   /** The packages projected into the VM and the commands each provides. */
   listSoftware(): Promise<SoftwareEntry[]>;
+  /** Add a package to the running VM (and to every later boot); only packages the config lists in `linkablePackages` can be linked. */
+  linkSoftware(name: string): Promise<SoftwareEntry[]>;
   /** The agents the VM's packages provide (for sessions). */
   listAgents(): Promise<AgentEntry[]>;
   /** Whether the VM runs, its sidecar's state, and what runs in it; never boots the VM. */

@@ -11,6 +11,10 @@ pub struct ActorConfig {
     /// `.aospkg` packages projected into every VM (the WASM command set, agents).
     #[serde(default)]
     pub packages: Vec<PackageConfig>,
+    /// Packages clients may add to a running VM with `linkSoftware`, by
+    /// name (name → `.aospkg` path). Nothing else can be linked.
+    #[serde(default)]
+    pub linkable_packages: std::collections::BTreeMap<String, String>,
     /// Guest mount point of the package projection (default `/opt/agentos`).
     pub packages_mount_at: Option<String>,
     /// Host loopback ports the guest may reach (all others are blocked).
@@ -140,6 +144,7 @@ impl Default for ActorConfig {
     fn default() -> Self {
         Self {
             packages: Vec::new(),
+            linkable_packages: Default::default(),
             packages_mount_at: None,
             loopback_exempt_ports: Vec::new(),
             allowed_node_builtins: None,

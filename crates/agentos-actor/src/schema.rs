@@ -102,6 +102,13 @@ pub static MIGRATIONS: &[(i64, &str)] = &[
         input TEXT NOT NULL
     ) STRICT;",
     ),
+    // Packages added with `linkSoftware`, linked again at every boot.
+    (
+        7,
+        "CREATE TABLE agentos_linked_software (
+        name TEXT PRIMARY KEY
+    ) STRICT;",
+    ),
 ];
 
 /// Brings the schema to the latest version. Returns the version reached.

@@ -230,6 +230,7 @@ impl VmSlot {
         };
         if host.sql_is_enabled() {
             apply_stored(&vm, &self.mounts, host).await;
+            crate::actions::software::relink_stored(&vm, &settings.config.linkable_packages, host).await;
         }
         let live = Arc::new(Live::default());
         self.inner.set(Some(Booted { vm: vm.clone(), live: live.clone() }));

@@ -85,3 +85,58 @@ fn typescript_client_calls_custom_actions() {
     drop(stack);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Whether `tar --version` runs in the actor's VM.
+async fn tar_runs(os: &rivetkit_client::handle::ActorHandle) -> bool {
+    match os.action("exec", vec![json!("tar --version")]).await {
+        Ok(out) => out["exitCode"] == json!(0) && out["stdout"].as_str().unwrap_or("").contains("tar"),
+        Err(_) => false,
+    }
+}
+
+/// `linkSoftware` adds a package the config allows to the running VM, and
+/// it is there again after the actor sleeps (linked at boot); a name the
+/// config does not list is refused. The test's VM leaves `tar` out of its
+/// packages and offers it for linking instead.
+#[tokio::test]
+async fn link_software_adds_an_allowed_package_for_good() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
+    let done = testkit::provisioned(binary);
+    let (tar, rest): (Vec<&Value>, Vec<&Value>) = done["commandPackages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .partition(|p| p.as_str().unwrap().contains("agentos-software_tar@"));
+    assert_eq!(tar.len(), 1, "{done}");
+    let packages: Vec<Value> = rest.iter().map(|p| json!({ "packagePath": p })).collect();
+    let config = json!({ "packages": packages, "linkablePackages": { "tar": tar[0] } });
+    let config_path = std::env::temp_dir().join(format!("{}.json", unique_key("link")));
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let stack = OwnStack::start(binary, "link", &["--actor-config", config_path.to_str().unwrap(), "--sleep-after-secs", "3"]);
+    let os = stack.actor(&unique_key("link"));
+    assert!(!tar_runs(&os).await, "tar is not in the VM before it is linked");
+
+    let e = os.action("linkSoftware", vec![json!("../tar")]).await.unwrap_err().to_string();
+    assert!(e.contains("not a linkable package") && e.contains("`name`") && e.contains("tar"), "{e}");
+    let e = os.action("linkSoftware", vec![json!(7)]).await.unwrap_err().to_string();
+    assert!(e.contains("invalid_argument") && e.contains("`name`"), "{e}");
+    let e = os.action("linkSoftware", vec![]).await.unwrap_err().to_string();
+    assert!(e.contains("invalid_argument") && e.contains("`name`"), "{e}");
+
+    let software = os.action("linkSoftware", vec![json!("tar")]).await.unwrap();
+    let has_tar = |software: &Value| {
+        software.as_array().unwrap().iter().any(|p| p["commands"].as_array().unwrap().iter().any(|c| c == "tar"))
+    };
+    assert!(has_tar(&software), "{software}");
+    assert!(tar_runs(&os).await, "tar runs once linked");
+    // Linking again changes nothing.
+    let again = os.action("linkSoftware", vec![json!("tar")]).await.unwrap();
+    assert!(has_tar(&again), "{again}");
+
+    // A VM booted later (after sleep) has it too.
+    stack.wait_asleep(&os).await;
+    assert!(tar_runs(&os).await, "tar runs after sleep and wake");
+    assert!(has_tar(&os.action("listSoftware", vec![]).await.unwrap()));
+    drop(stack);
+    std::fs::remove_file(&config_path).unwrap();
+}

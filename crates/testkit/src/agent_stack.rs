@@ -51,7 +51,7 @@ impl Drop for AgentStack {
 }
 
 /// What `agentos provision --json` reports (the cache is warm in tests).
-fn provisioned(binary: &Path) -> Value {
+pub fn provisioned(binary: &Path) -> Value {
     let out = std::process::Command::new(binary).args(["provision", "--json"]).output().expect("run agentos provision");
     assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")

@@ -11,6 +11,7 @@ pub mod process;
 pub mod sessions;
 pub mod shell;
 pub mod snapshot;
+pub mod software;
 pub mod system;
 pub mod tools;
 

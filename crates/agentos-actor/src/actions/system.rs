@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::reply;
+use crate::args::{ArgType, req};
 use crate::contract::{ActionSpec, Call, Section};
 use crate::error::ActorError;
 
@@ -21,6 +22,14 @@ pub static SECTION: Section = Section {
             params: &[],
             returns: "SoftwareEntry[]",
             handler: list_software,
+            detached: false,
+        },
+        ActionSpec {
+            name: "linkSoftware",
+            summary: "Add a package to the running VM (and to every later boot); only packages the config lists in `linkablePackages` can be linked.",
+            params: &[req("name", ArgType::Str, "The package's name in the config's `linkablePackages`.")],
+            returns: "SoftwareEntry[]",
+            handler: super::software::link_software,
             detached: false,
         },
         ActionSpec {
@@ -52,19 +61,19 @@ pub static SECTION: Section = Section {
 };
 
 #[derive(Serialize)]
-struct SoftwareEntry {
+pub struct SoftwareEntry {
     package: String,
     commands: Vec<String>,
 }
 
 fn list_software(call: Call) -> Reply {
-    async move {
-        let software = call.vm().await?.list_software().await.map_err(|e| ActorError::from_vm(e.into()))?;
-        let entries: Vec<SoftwareEntry> =
-            software.into_iter().map(|s| SoftwareEntry { package: s.package_name, commands: s.commands }).collect();
-        reply(&entries)
-    }
-    .boxed()
+    async move { reply(&software_entries(&call.vm().await?).await?) }.boxed()
+}
+
+/// The packages projected into `vm` and their commands.
+pub async fn software_entries(vm: &agentos_client::AgentOs) -> Result<Vec<SoftwareEntry>, ActorError> {
+    let software = vm.list_software().await.map_err(|e| ActorError::from_vm(e.into()))?;
+    Ok(software.into_iter().map(|s| SoftwareEntry { package: s.package_name, commands: s.commands }).collect())
 }
 
 #[derive(Serialize)]
