@@ -177,7 +177,7 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
 /// adapter of `@agentos-software/claude-code` 0.2.7 turns every server
 /// without `type: "local"` into an HTTP one, and ACP's stdio servers carry
 /// no `type`, so a stdio server reaches Claude Code as HTTP with an empty
-/// URL and never starts (see the report of this change).
+/// URL and never starts. `session_mcp.rs` proves stdio MCP with OpenCode.
 #[tokio::test]
 async fn an_mcp_server_given_at_create_session_reaches_claude_code() {
     let llm = FakeLlm::start().await.unwrap();
