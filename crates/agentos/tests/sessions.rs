@@ -224,26 +224,21 @@ async fn a_crashed_agent_is_reported_and_its_session_goes_on() {
     conn.action("sendPrompt", vec![json!("c"), json!("Remember MANGO.")]).await.unwrap();
 
     // The agent is the VM's only Node process; kill it from inside the VM
+    // with Node's `process.kill` (the guest `kill` command hangs in this
+    // sidecar; see the issue note).
     let node_pids = |listing: &Value| -> Vec<u64> {
         let running = listing.as_array().unwrap().iter().filter(|p| p["status"] == json!("running"));
         running.filter(|p| p["command"].as_str().unwrap_or("").contains("node")).filter_map(|p| p["pid"].as_u64()).collect()
     };
     let agents_pids = node_pids(&conn.action("allProcesses", vec![]).await.unwrap());
     assert!(!agents_pids.is_empty(), "the agent runs as a node process");
-    // Node's `process.kill` (the guest `kill` command hangs in this
-    // sidecar; see the issue note).
     for pid in &agents_pids {
         let script = format!("process.kill({pid}, 'SIGKILL'); console.log('sent')");
         let killed = conn.action("execArgv", vec![json!("node"), json!(["-e", script])]).await.unwrap();
         assert_eq!(killed["stdout"], json!("sent\n"), "{killed}");
     }
-    eventually(Duration::from_secs(20), "the agent's processes to be gone", || async {
-        let left = node_pids(&conn.action("allProcesses", vec![]).await.unwrap());
-        agents_pids.iter().all(|pid| !left.contains(pid)).then_some(())
-    })
-    .await;
-
-    // The engine notices on the next request to the agent.
+    // The process table keeps showing the agent until the engine notices,
+    // which it does on the next request to the agent.
     let error = conn.action("sendPrompt", vec![json!("c"), json!("Still there?")]).await.unwrap_err().to_string();
     assert!(error.contains("agent_exited") && error.contains("`c`"), "{error}");
     let crash = eventually(Duration::from_secs(10), "agentCrashed at the client", || async {

@@ -86,10 +86,11 @@ fn typescript_client_calls_custom_actions() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Whether `tar --version` runs in the actor's VM.
+/// Whether `tar` packs and lists a file in the actor's VM.
 async fn tar_runs(os: &rivetkit_client::handle::ActorHandle) -> bool {
-    match os.action("exec", vec![json!("tar --version")]).await {
-        Ok(out) => out["exitCode"] == json!(0) && out["stdout"].as_str().unwrap_or("").contains("tar"),
+    let script = "echo hi > /tmp/a.txt && tar -cf /tmp/a.tar -C /tmp a.txt && tar -tf /tmp/a.tar";
+    match os.action("exec", vec![json!(script)]).await {
+        Ok(out) => out["exitCode"] == json!(0) && out["stdout"] == json!("a.txt\n"),
         Err(_) => false,
     }
 }
