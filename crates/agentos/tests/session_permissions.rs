@@ -216,6 +216,9 @@ async fn an_mcp_server_given_at_create_session_reaches_claude_code() {
     let tools = llm.model_requests().pop().unwrap().tool_names();
     let server_log = read_log().await.unwrap_or_default();
     let mcp_tool = tools.iter().find(|t| t.starts_with("mcp__") && t.ends_with("__lookup_secret")).cloned();
+    // Claude Code 0.2.7 advertises no session config options, so the
+    // category setters say the agent has no such option.
+    testkit::no_category_options(&conn, "mcp", "claude").await;
     let mcp_tool = mcp_tool.unwrap_or_else(|| panic!("no MCP tool among {tools:?}; server log: {server_log}"));
     assert!(server_log.contains("recv initialize") && server_log.contains("recv tools/list"), "{server_log}");
 

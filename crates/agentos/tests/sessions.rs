@@ -146,6 +146,8 @@ async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
     for id in ["a", "b"] {
         first.action("createSession", vec![json!("pi"), session_options(&llm, id)]).await.unwrap();
     }
+    // Pi advertises no session config options: the category setters say so.
+    testkit::no_category_options(&first, "a", "pi").await;
 
     // A tool call: the fake asks for bash, Pi runs it in the VM, the result
     // goes back to the model.

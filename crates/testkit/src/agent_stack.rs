@@ -56,3 +56,15 @@ pub fn provisioned(binary: &Path) -> Value {
     assert!(out.status.success(), "provision failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("provision --json prints JSON")
 }
+
+/// For an agent that advertises no session config options: the options
+/// list is empty and `setSessionMode`, `setSessionModel` and
+/// `setSessionThoughtLevel` each answer `unsupported`, naming the agent.
+pub async fn no_category_options(conn: &rivetkit_client::connection::ActorConnection, session: &str, agent: &str) {
+    let config = conn.action("getSessionConfigOptions", vec![json!(session)]).await.unwrap();
+    assert_eq!(config["options"], json!([]), "{config}");
+    for (action, what) in [("setSessionMode", "mode"), ("setSessionModel", "model"), ("setSessionThoughtLevel", "thought-level")] {
+        let error = conn.action(action, vec![json!(session), json!("plan")]).await.unwrap_err().to_string();
+        assert!(error.contains("unsupported") && error.contains(&format!("agent `{agent}` offers no {what} option")), "{action}: {error}");
+    }
+}

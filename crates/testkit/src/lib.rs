@@ -9,7 +9,7 @@
 mod agent_stack;
 pub mod fake_llm;
 mod own_host;
-pub use agent_stack::{AgentStack, provisioned};
+pub use agent_stack::{AgentStack, no_category_options, provisioned};
 pub use fake_llm::FakeLlm;
 pub use own_host::{OwnHost, OwnStack, Reaper, children_named};
 
