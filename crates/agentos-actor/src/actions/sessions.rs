@@ -373,30 +373,51 @@ async fn set_option(call: &Call, vm: &AgentOs, session_id: &str, config_id: &str
 }
 
 /// Sets the value of the agent's option of one ACP category.
-async fn set_by_category(call: Call, category: &'static str, what: &'static str) -> Result<Vec<u8>, ActorError> {
+async fn set_by_category(call: Call, category: &'static str, what: &'static str, argument: &'static str) -> Result<Vec<u8>, ActorError> {
     let session_id = call.args.str(0)?;
     let value = call.args.str(1)?;
     let vm = ensure_open(&call, &session_id, None).await?;
     let config = vm.get_session_config(Some(&session_id)).await.map_err(ActorError::from_vm)?;
     let options = serde_json::to_value(&config.options).unwrap_or(Value::Null);
-    let option = options.as_array().into_iter().flatten().find(|o| o["category"] == category);
-    let Some(config_id) = option.and_then(|o| o["id"].as_str()) else {
+    let Some((config_id, values)) = option_of_category(&options, category) else {
         let agent = vm.get_session(Some(&session_id)).await.map(|i| i.agent).unwrap_or_default();
         return Err(ActorError::new(code::UNSUPPORTED, format!("agent `{agent}` offers no {what} option for session `{session_id}`")));
     };
-    set_option(&call, &vm, &session_id, config_id, SessionConfigValue::String(value)).await
+    if let Some(values) = values.filter(|values| !values.contains(&value)) {
+        return Err(ActorError::invalid_argument(argument, format!("`{value}` is not one of the session's {what} values {values:?}")));
+    }
+    set_option(&call, &vm, &session_id, &config_id, SessionConfigValue::String(value)).await
+}
+
+/// The id of the agent's config option of ACP category `category`, with
+/// the values it takes when it lists them (a select's choices, flattened
+/// out of their groups).
+fn option_of_category(options: &Value, category: &str) -> Option<(String, Option<Vec<String>>)> {
+    let option = options.as_array()?.iter().find(|o| o["category"] == category)?;
+    let id = option["id"].as_str()?.to_owned();
+    let values = option["options"].as_array().map(|choices| {
+        choices
+            .iter()
+            .flat_map(|choice| match choice["options"].as_array() {
+                Some(group) => group.clone(),
+                None => vec![choice.clone()],
+            })
+            .filter_map(|choice| choice["value"].as_str().map(str::to_owned))
+            .collect()
+    });
+    Some((id, values))
 }
 
 fn set_mode(call: Call) -> Reply {
-    set_by_category(call, "mode", "mode").boxed()
+    set_by_category(call, "mode", "mode", "modeId").boxed()
 }
 
 fn set_model(call: Call) -> Reply {
-    set_by_category(call, "model", "model").boxed()
+    set_by_category(call, "model", "model", "modelId").boxed()
 }
 
 fn set_thought_level(call: Call) -> Reply {
-    set_by_category(call, "thought_level", "thought-level").boxed()
+    set_by_category(call, "thought_level", "thought-level", "level").boxed()
 }
 
 fn get_capabilities(call: Call) -> Reply {
@@ -505,3 +526,4 @@ fn delete_session(call: Call) -> Reply {
 
 #[cfg(test)]
 mod tests;
+

@@ -1,11 +1,14 @@
 //! Argument decoding of the session actions that carry permissions and MCP
 //! servers: good arguments pass, and each kind of bad argument is
-//! `invalid_argument` naming the argument.
+//! `invalid_argument` naming the argument. Also how `setSessionMode` and
+//! friends find the agent's option of their category.
 
 use ciborium::Value;
 use serde_json::json;
 
 use crate::args::testing::{bad, map, ok, text};
+
+use super::option_of_category;
 
 #[test]
 fn create_session_checks_policy_env_and_mcp_servers() {
@@ -61,4 +64,23 @@ fn respond_permission_needs_session_permission_and_reply() {
 fn list_pending_permissions_takes_nothing() {
     ok("listPendingPermissions", vec![]);
     bad("listPendingPermissions", vec![text("s")], "too many arguments");
+}
+
+#[test]
+fn a_category_maps_to_its_option_and_values() {
+    let options = json!([
+        { "id": "effort", "name": "Effort", "category": "thought_level", "type": "select", "currentValue": "low",
+          "options": [{ "value": "low", "name": "Low" }, { "value": "high", "name": "High" }] },
+        { "id": "agent-mode", "name": "Mode", "category": "mode", "type": "select", "currentValue": "ask",
+          "options": [{ "group": "g1", "name": "Safe", "options": [{ "value": "ask", "name": "Ask" }] },
+                      { "group": "g2", "name": "Free", "options": [{ "value": "code", "name": "Code" }] }] },
+        { "id": "free", "name": "Model", "category": "model", "type": "text" },
+    ]);
+    let low_high = Some(vec!["low".to_owned(), "high".to_owned()]);
+    assert_eq!(option_of_category(&options, "thought_level"), Some(("effort".to_owned(), low_high)));
+    let grouped = Some(vec!["ask".to_owned(), "code".to_owned()]);
+    assert_eq!(option_of_category(&options, "mode"), Some(("agent-mode".to_owned(), grouped)));
+    assert_eq!(option_of_category(&options, "model"), Some(("free".to_owned(), None)));
+    assert_eq!(option_of_category(&json!([]), "mode"), None);
+    assert_eq!(option_of_category(&json!([{ "category": "mode" }]), "mode"), None, "an option without an id");
 }
