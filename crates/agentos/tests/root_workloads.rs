@@ -174,9 +174,10 @@ async fn shell_redirection_and_log_appends_match_the_ephemeral_root() {
 }
 
 #[tokio::test]
-async fn node_fs_writes_match_the_ephemeral_root() {
+async fn node_fs_writes_and_error_codes_match_the_ephemeral_root() {
     let pair = Pair::new("wl-node");
     node_fs_writes(&pair).await;
+    errno_of_names_holding_the_sidecars_phrases(&pair).await;
 }
 
 async fn tar_create_and_extract(pair: &Pair) {
@@ -209,8 +210,9 @@ cmp src/c/seq.txt out/src/c/seq.txt && cmp src/c/zero.bin out2/src/c/zero.bin &&
 }
 
 async fn cp_recursive(pair: &Pair) {
-    // Absolute paths: a relative `cp -r` fails on the durable root, see
-    // `relative_cp_diff_and_mv_onto_a_file_match_the_ephemeral_root`.
+    // Absolute paths: a relative `cp -r` fails on the durable root with EIO.
+    // It canonicalizes, which probes every path prefix with readlink; our
+    // EINVAL for a non-symlink reaches a WASM guest as EIO (sidecar 0.2.21).
     let script = r#"mkdir -p $W/src/a/b $W/src/c/d $W/src/empty && echo one > $W/src/a/1.txt && printf 'two\n' > $W/src/a/b/2.txt && seq 1 20000 > $W/src/c/d/seq.txt && head -c 50000 /dev/zero > $W/src/c/d/z.bin && ln -s ../a/1.txt $W/src/c/lnk
 echo "setup rc=$?"
 cp -r $W/src $W/dst; echo "cp1 rc=$?"
@@ -448,4 +450,38 @@ sha256sum logs/app.log logs/node.log
     let mut node_log: String = (1..=60).map(|i| format!("node line {i}\n")).collect();
     node_log.extend((1..=20).map(|i| format!("mixed {i}\n")));
     pair.assert_read("/workspace/log/logs/node.log", node_log.as_bytes()).await;
+}
+
+/// Node part of `errno_of_names_holding_the_sidecars_phrases`.
+const ERRNO_SCRIPT: &str = r#"
+const fs = require("fs");
+const W = "/workspace/errno";
+function attempt(label, f) {
+  try { f(); console.log(label + " ok"); } catch (e) { console.log(label + " " + e.code); }
+}
+attempt("node mkdir", () => fs.mkdirSync(W + "/not found"));
+attempt("node read", () => fs.readFileSync(W + "/preexisting/no such file"));
+"#;
+
+/// The sidecar picks a guest's errno by searching the root's whole error
+/// text for phrases such as `not found`, `permission denied` or `eexist`.
+/// The durable root used to put the path in that text, so these names
+/// changed the errno (`ln -s` onto an existing file said "Permission
+/// denied" or "No such file", Node's `mkdirSync` said ENOENT).
+async fn errno_of_names_holding_the_sidecars_phrases(pair: &Pair) {
+    tokio::join!(pair.durable.write("/tmp/errno.js", ERRNO_SCRIPT), pair.ephemeral.write("/tmp/errno.js", ERRNO_SCRIPT));
+    let script = r#"mkdir -p "not found" preexisting/sub && echo text > "permission denied" && echo in > "not found/f"
+echo "setup rc=$?"
+ln -s elsewhere "permission denied"; echo "ln1 rc=$?"
+ln -s elsewhere "not found/f"; echo "ln2 rc=$?"
+node /tmp/errno.js
+find . | sort
+"#;
+    let out = pair.run_same("errno", script).await;
+    assert!(out.stdout.contains("setup rc=0\nln1 rc=1\nln2 rc=1\n"), "{out:#?}");
+    assert!(out.stdout.contains("node mkdir EEXIST\nnode read ENOENT\n"), "{out:#?}");
+    assert_eq!(out.stderr, "ln: Already exists\nln: Already exists\n", "{out:#?}");
+    pair.durable.assert_clean("errno of odd names").await;
+    pair.assert_read("/workspace/errno/permission denied", b"text\n").await;
+    pair.assert_read("/workspace/errno/not found/f", b"in\n").await;
 }

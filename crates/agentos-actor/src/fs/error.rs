@@ -1,7 +1,8 @@
 //! POSIX error codes of the durable root and their wire text.
 //!
 //! The sidecar's `js_bridge` expects a failure as text that starts with the
-//! errno code (`ENOENT: no such file or directory, stat '/x'`).
+//! errno code (`ENOENT: no such file or directory`); [`FsError::wire_text`]
+//! is that text, [`FsError`]'s `Display` adds the detail for logs.
 
 use std::fmt;
 
@@ -95,6 +96,20 @@ impl FsError {
     /// A storage failure (SQL error) while doing `what`.
     pub fn storage(what: &str, error: &anyhow::Error) -> Self {
         Errno::EIO.with(format!("durable root storage failed during {what}: {error:#}"))
+    }
+
+    /// The error as answered to the sidecar: `CODE: description`, without
+    /// the detail.
+    ///
+    /// Why: `agentos-sidecar` 0.2.21 picks the guest's errno by searching
+    /// the whole lower-cased text for `enoent`, `not found`, `no such file`
+    /// (ENOENT), `eacces`, `eperm`, `permission denied` (EACCES), `eexist`,
+    /// `already exists` (EEXIST), in that order, else EIO. A path in the
+    /// detail could match (`/w/preexisting` holds `eexist`, a directory
+    /// named `not found` turned EEXIST into ENOENT). The sidecar adds the
+    /// operation and path to the guest's message itself.
+    pub fn wire_text(&self) -> String {
+        format!("{}: {}", self.errno.code(), self.errno.description())
     }
 }
 

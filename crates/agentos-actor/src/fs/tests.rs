@@ -71,7 +71,7 @@ async fn operation_table_drives_dispatch() {
     }
     assert_eq!(
         call(&fs, "fsync", json!({"path": "/"})).await,
-        Err("ENOSYS: fsync is not supported by the agentOS durable root".to_owned())
+        Err("ENOSYS: function not implemented".to_owned())
     );
     assert_clean(&fs).await;
 }
@@ -90,6 +90,58 @@ async fn bad_arguments_are_einval() {
     fails(&fs, "utimes", json!({"path": "/f", "atimeMs": "now", "mtimeMs": 0}), "EINVAL").await;
     fails(&fs, "stat", json!({"path": ""}), "ENOENT").await;
     fails(&fs, "stat", json!({"path": "/a\u{0}b"}), "EINVAL").await;
+    assert_clean(&fs).await;
+}
+
+/// How `agentos-sidecar` 0.2.21 turns a `js_bridge` error text into the
+/// guest's errno (read from the strings of its binary and confirmed by
+/// answering `readlink` with chosen texts): the first listed phrase found
+/// anywhere in the lower-cased text decides, else EIO.
+fn sidecar_errno(text: &str) -> &'static str {
+    let text = text.to_lowercase();
+    let has = |phrases: &[&str]| phrases.iter().any(|p| text.contains(p));
+    if has(&["enoent", "not found", "no such file"]) {
+        "ENOENT"
+    } else if has(&["eacces", "eperm", "permission denied"]) {
+        "EACCES"
+    } else if has(&["eexist", "already exists"]) {
+        "EEXIST"
+    } else {
+        "EIO"
+    }
+}
+
+#[tokio::test]
+async fn error_text_names_only_the_errno_so_paths_cannot_change_it() {
+    use super::Errno::*;
+    let every = [
+        ENOENT, ENOTDIR, EISDIR, EEXIST, ENOTEMPTY, EINVAL, ELOOP, ENAMETOOLONG, EPERM, EBUSY, ENOSYS, EFBIG, EIO,
+    ];
+    for errno in every {
+        // The errno the guest should get through the sidecar's matcher.
+        let expected = match errno {
+            ENOENT => "ENOENT",
+            EEXIST => "EEXIST",
+            EPERM => "EACCES",
+            ENOTDIR | EISDIR | ENOTEMPTY | EINVAL | ELOOP | ENAMETOOLONG | EBUSY | ENOSYS | EFBIG | EIO => "EIO",
+        };
+        let error = errno.at("op", "/w/Not Found/preexisting/no such file/permission denied");
+        let text = error.wire_text();
+        assert_eq!(text, format!("{}: {}", errno.code(), errno.description()));
+        assert_eq!(sidecar_errno(&text), expected, "{text}");
+    }
+
+    // Through the wire: a non-empty directory whose name holds `eexist` is
+    // ENOTEMPTY, never EEXIST; an existing one named `not found` is EEXIST.
+    let (_sql, fs) = small_fs().await;
+    ok(&fs, "mkdir", json!({"path": "/preexisting/sub", "recursive": true})).await;
+    ok(&fs, "mkdir", json!({"path": "/not found"})).await;
+    let err = call(&fs, "removeDir", json!({"path": "/preexisting"})).await.unwrap_err();
+    assert_eq!(err, "ENOTEMPTY: directory not empty");
+    let err = call(&fs, "mkdir", json!({"path": "/not found"})).await.unwrap_err();
+    assert_eq!((err.as_str(), sidecar_errno(&err)), ("EEXIST: file already exists", "EEXIST"));
+    let err = call(&fs, "symlink", json!({"target": "x", "linkPath": "/not found"})).await.unwrap_err();
+    assert_eq!(sidecar_errno(&err), "EEXIST", "{err}");
     assert_clean(&fs).await;
 }
 

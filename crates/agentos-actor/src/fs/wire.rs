@@ -3,8 +3,8 @@
 //! VM on a logging root (see `/work/notes/js-bridge-wire.md`).
 //!
 //! Every call is `(operation, args)` with `args` a JSON object; the answer
-//! is `Ok(None)` (JSON null), `Ok(Some(value))`, or `Err(text)` whose text
-//! starts with the errno code. Byte content travels as standard base64 in
+//! is `Ok(None)` (JSON null), `Ok(Some(value))`, or `Err(text)`: the errno
+//! code and its description, nothing else (see [`FsError::wire_text`]). Byte content travels as standard base64 in
 //! both directions. Stat times are integer milliseconds (the sidecar
 //! rejects fractional ones) plus the nanoseconds within the second.
 //!
@@ -110,15 +110,24 @@ impl Op {
 }
 
 /// Answers one `js_bridge` call. Unknown operations are `ENOSYS`.
+///
+/// A failure is answered as [`FsError::wire_text`] (code and description
+/// only); the full error, with its paths, goes to the log.
 pub async fn handle<S: SqlExec>(fs: &Fs<S>, operation: &str, args: &Value) -> Result<Option<Value>, String> {
     let Some(op) = Op::from_name(operation) else {
-        return Err(format!("ENOSYS: {operation} is not supported by the agentOS durable root"));
+        tracing::warn!(target: "agentos_actor::root", operation, "unsupported js_bridge operation");
+        return Err(Errno::ENOSYS.with("").wire_text());
     };
-    let result = dispatch(fs, op, args).await.map_err(|e| e.to_string());
+    let result = dispatch(fs, op, args).await;
     // Paths only: content can be megabytes.
-    let path = args.get("path").or_else(|| args.get("oldPath")).or_else(|| args.get("linkPath"));
-    tracing::trace!(target: "agentos_actor::root", operation, ?path, error = ?result.as_ref().err());
-    result
+    let path = args.get("path").or_else(|| args.get("oldPath")).or_else(|| args.get("target"));
+    let to = args.get("newPath").or_else(|| args.get("linkPath"));
+    let error = result.as_ref().err();
+    tracing::trace!(target: "agentos_actor::root", operation, ?path, ?to, error = error.map(tracing::field::display));
+    if let Some(error) = error.filter(|e| e.errno == Errno::EIO) {
+        tracing::warn!(target: "agentos_actor::root", operation, %error);
+    }
+    result.map_err(|e| e.wire_text())
 }
 
 /// The sidecar callback serving every `js_bridge` call from `fs`.
