@@ -554,6 +554,15 @@ async fn write_file_over_the_message_limit_fails_and_keeps_the_previous_content(
     let size = actor.exec("wc -c /workspace/big.bin").await;
     let size = size["stdout"].as_str().unwrap().split_whitespace().next().unwrap_or_default().to_owned();
     assert_eq!(size, expected.len().to_string(), "the guest sees the same file");
+
+    // Past what one sidecar frame can carry (about 12.5 MB as base64): a
+    // guest append needs the whole file from the root, which refuses it
+    // (EFBIG, an I/O error in the guest); the file stays as it was.
+    let over: Vec<u8> = (0..12_600_000u32).map(|i| (i % 239) as u8).collect();
+    actor.call("writeFile", vec![json!("/workspace/over.bin"), uint8array(&over)]).await.expect("a client write is not limited by the frame");
+    let appended = actor.ok("exec", vec![json!("echo more >> /workspace/over.bin")]).await;
+    assert_ne!(appended["exitCode"], json!(0), "{appended}");
+    assert!(actor.read("/workspace/over.bin").await == over, "the file is intact after the refused append");
     actor.assert_clean("huge writes").await;
 }
 

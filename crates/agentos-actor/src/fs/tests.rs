@@ -900,6 +900,16 @@ async fn reads_are_bounded() {
     ok(&fs, "truncate", json!({"path": "/f", "length": 1u64 << 40})).await; // a 1 TiB hole
     assert_eq!(sql.scalar("SELECT COUNT(*) FROM fs_chunks"), 1);
     fails(&fs, "readFile", json!({"path": "/f"}), "EFBIG").await;
+    // What the sidecar's frame can carry is read whole; one byte more is
+    // refused at once rather than sent where it cannot arrive.
+    let limit = super::wire::SIDECAR_READ_MAX;
+    write(&fs, "/g", b"").await;
+    ok(&fs, "truncate", json!({"path": "/g", "length": limit})).await;
+    let whole = ok(&fs, "readFile", json!({"path": "/g"})).await.unwrap();
+    assert_eq!(BASE64.decode(whole.as_str().unwrap()).unwrap().len() as u64, limit);
+    ok(&fs, "truncate", json!({"path": "/g", "length": limit + 1})).await;
+    fails(&fs, "readFile", json!({"path": "/g"}), "EFBIG").await;
+    assert_eq!(fs.read_file("/g").await.unwrap().len() as u64, limit + 1, "client reads are not limited by the frame");
     let window = fs.pread("/f", 0, 1 << 40).await.unwrap();
     assert_eq!(window.len() as u64, super::MAX_READ, "pread returns a short read");
     assert_eq!(window[0], b'x');

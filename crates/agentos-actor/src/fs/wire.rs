@@ -138,6 +138,13 @@ pub fn js_bridge_callback<S: SqlExec>(fs: Arc<Fs<S>>) -> SidecarJsBridgeCallback
     })
 }
 
+/// Largest file one `readFile` answer can carry: the sidecar's protocol
+/// frame is 16 MiB and holds the content as base64, with room left for the
+/// frame's envelope. A bigger answer never arrives (the guest waited 30 s,
+/// then got EIO); refusing it at once gives the guest its error straight
+/// away. Client actions read through `Fs` directly and are not limited.
+pub const SIDECAR_READ_MAX: u64 = ((16 << 20) - (64 << 10)) / 4 * 3;
+
 async fn dispatch<S: SqlExec>(fs: &Fs<S>, op: Op, args: &Value) -> Result<Option<Value>, FsError> {
     let a = Args { op, args };
     Ok(match op {
@@ -155,7 +162,13 @@ async fn dispatch<S: SqlExec>(fs: &Fs<S>, op: Op, args: &Value) -> Result<Option
                     .collect(),
             ))
         }
-        Op::ReadFile => Some(json!(BASE64.encode(fs.read_file(a.str("path")?).await?))),
+        Op::ReadFile => {
+            let path = a.str("path")?;
+            if fs.stat(path).await?.size > SIDECAR_READ_MAX {
+                return Err(Errno::EFBIG.with(format!("read '{path}': more than one sidecar protocol frame (16 MiB of base64) can carry")));
+            }
+            Some(json!(BASE64.encode(fs.read_file(path).await?)))
+        }
         Op::Pread => {
             let length = match a.opt_u64("length")? {
                 Some(length) => length,
