@@ -380,7 +380,7 @@ async fn provision_maps_components_to_fields() {
         .unwrap();
     assert_eq!(got, Provisioned::default());
     assert_eq!(fetch.calls(), 0);
-    assert_eq!(artifacts().len(), 12);
+    assert_eq!(artifacts().len(), 13);
 }
 
 /// Compile-time check: callers can `tokio::spawn` provisioning.
