@@ -144,12 +144,18 @@ impl<S: SqlExec> Fs<S> {
 
     /// A whole file (`EFBIG` past [`MAX_READ`]).
     pub async fn read_file(&self, path: &str) -> FsResult<Vec<u8>> {
+        self.read_file_up_to(path, MAX_READ).await
+    }
+
+    /// A whole file of at most `max` bytes (`EFBIG` past it, before any
+    /// content is read).
+    pub async fn read_file_up_to(&self, path: &str, max: u64) -> FsResult<Vec<u8>> {
         let state = self.state().await?;
         let (node, _) = Self::existing(&state, "open", path, true)?;
         if node.is_dir() {
             return Err(Errno::EISDIR.at("read", path));
         }
-        if node.size > MAX_READ {
+        if node.size > max.min(MAX_READ) {
             return Err(Errno::EFBIG.at("read", path));
         }
         content::read_range(&self.sql, node.ino, self.chunk_size, node.size, 0, node.size)

@@ -162,13 +162,7 @@ async fn dispatch<S: SqlExec>(fs: &Fs<S>, op: Op, args: &Value) -> Result<Option
                     .collect(),
             ))
         }
-        Op::ReadFile => {
-            let path = a.str("path")?;
-            if fs.stat(path).await?.size > SIDECAR_READ_MAX {
-                return Err(Errno::EFBIG.with(format!("read '{path}': more than one sidecar protocol frame (16 MiB of base64) can carry")));
-            }
-            Some(json!(BASE64.encode(fs.read_file(path).await?)))
-        }
+        Op::ReadFile => Some(json!(BASE64.encode(fs.read_file_up_to(a.str("path")?, SIDECAR_READ_MAX).await?))),
         Op::Pread => {
             let length = match a.opt_u64("length")? {
                 Some(length) => length,
