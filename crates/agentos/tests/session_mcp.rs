@@ -21,7 +21,7 @@ use std::time::Duration;
 use rivetkit_client::connection::ActorConnection;
 use serde_json::{Value, json};
 use testkit::fake_llm::FakeLlm;
-use testkit::{AgentStack, eventually, unique_key};
+use testkit::{ConfiguredStack, eventually, unique_key};
 
 const WORKSPACE: &str = "/home/agentos/workspace";
 /// The MCP server script, written into the VM by the test.
@@ -53,9 +53,9 @@ fn opencode_env(llm: &FakeLlm) -> Value {
 }
 
 /// The guest reaches the fake LLM's port on host loopback and nothing else.
-fn start_stack(llm: &FakeLlm, name: &str) -> AgentStack {
+fn start_stack(llm: &FakeLlm, name: &str) -> ConfiguredStack {
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    AgentStack::start(binary, name, "openCodePackage", llm.port(), json!({ "network": { "allowHosts": [] } }), &[])
+    ConfiguredStack::with_agent(binary, name, "openCodePackage", llm.port(), json!({ "network": { "allowHosts": [] } }), &[])
 }
 
 /// Writes the MCP server script into the VM and returns its path.
@@ -88,7 +88,7 @@ async fn read_log(conn: &ActorConnection, log: &str) -> String {
 }
 
 /// Opens OpenCode session `session` with `servers`.
-async fn create_session(stack: &AgentStack, conn: &ActorConnection, llm: &FakeLlm, session: &str, servers: Value) {
+async fn create_session(stack: &ConfiguredStack, conn: &ActorConnection, llm: &FakeLlm, session: &str, servers: Value) {
     let options = json!({
         "sessionId": session, "cwd": WORKSPACE, "skipOsInstructions": true,
         "env": opencode_env(llm), "mcpServers": servers,

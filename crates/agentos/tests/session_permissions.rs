@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::fake_llm::FakeLlm;
-use testkit::{AgentStack, eventually, record_events, unique_key};
+use testkit::{ConfiguredStack, eventually, record_events, unique_key};
 
 const WORKSPACE: &str = "/home/agentos/workspace";
 /// The MCP server script, written into the VM by the test.
@@ -84,7 +84,7 @@ fn create_file(path: &str, content: &str) -> Value {
 async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_runs() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let agents = AgentStack::start(binary, "session-permissions", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
+    let agents = ConfiguredStack::with_agent(binary, "session-permissions", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
     let stack = &agents.stack;
     let os = stack.actor(&unique_key("session-permissions"));
     let conn = os.connect();
@@ -182,7 +182,7 @@ async fn claude_code_asks_permission_and_the_answer_decides_whether_the_tool_run
 async fn an_mcp_server_given_at_create_session_reaches_claude_code() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let agents = AgentStack::start(binary, "session-mcp", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
+    let agents = ConfiguredStack::with_agent(binary, "session-mcp", "claudeCodePackage", llm.port(), no_provider_hosts(), &[]);
     let stack = &agents.stack;
     let os = stack.actor(&unique_key("session-mcp"));
     let conn = os.connect();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use testkit::fake_llm::FakeLlm;
-use testkit::{AgentStack, eventually, record_events, unique_key};
+use testkit::{ConfiguredStack, eventually, record_events, unique_key};
 
 fn session_options(llm: &FakeLlm, session_id: &str) -> Value {
     json!({
@@ -57,7 +57,7 @@ async fn turn_after(what: &str, os: &rivetkit_client::handle::ActorHandle, llm: 
 async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let mut agents = AgentStack::start(binary, "sessions", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
+    let mut agents = ConfiguredStack::with_agent(binary, "sessions", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
     let stack = &mut agents.stack;
     let key = unique_key("sessions");
     let os = stack.actor(&key);
@@ -135,7 +135,7 @@ async fn a_session_continues_its_conversation_after_sleep_restart_and_sigkill() 
 async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let agents = AgentStack::start(binary, "sessions-tools", "piPackage", llm.port(), json!({}), &[]);
+    let agents = ConfiguredStack::with_agent(binary, "sessions-tools", "piPackage", llm.port(), json!({}), &[]);
     let stack = &agents.stack;
     let os = stack.actor(&unique_key("sessions-tools"));
     let (first, second) = (os.connect(), os.connect());
@@ -215,7 +215,7 @@ async fn tools_run_in_the_vm_sessions_stay_apart_and_a_turn_can_be_cancelled() {
 async fn a_crashed_agent_is_reported_and_its_session_goes_on() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let agents = AgentStack::start(binary, "sessions-crash", "piPackage", llm.port(), json!({}), &[]);
+    let agents = ConfiguredStack::with_agent(binary, "sessions-crash", "piPackage", llm.port(), json!({}), &[]);
     let os = agents.stack.actor(&unique_key("sessions-crash"));
     let conn = os.connect();
     let (crashes, _sub) = record_events(&conn, "agentCrashed").await;
@@ -324,7 +324,7 @@ fn cron_event(events: &Arc<Mutex<Vec<Value>>>, kind: &str, job: &str) -> Option<
 async fn a_cron_job_prompts_one_session_across_sleep_and_restart() {
     let llm = FakeLlm::start().await.unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let mut agents = AgentStack::start(binary, "sessions-cron", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
+    let mut agents = ConfiguredStack::with_agent(binary, "sessions-cron", "piPackage", llm.port(), json!({}), &["--sleep-after-secs", "3"]);
     let stack = &mut agents.stack;
     let key = unique_key("sessions-cron");
     let os = stack.actor(&key);

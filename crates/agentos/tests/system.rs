@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rivetkit_client::GetOrCreateOptions;
 use serde_json::{Value, json};
-use testkit::{OwnStack, unique_key};
+use testkit::{ConfiguredStack, unique_key};
 
 #[tokio::test]
 async fn software_agents_and_health() {
@@ -40,10 +40,8 @@ async fn software_agents_and_health() {
 
 /// An own host whose config declares the custom actions `greet` (node
 /// reading its JSON input), `fails` (exits 4), `plain` (prints text) and
-/// `whereAmI` (cwd /tmp); the config's directory goes with it.
-fn custom_actions_stack() -> (OwnStack, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(unique_key("custom"));
-    std::fs::create_dir_all(&dir).unwrap();
+/// `whereAmI` (cwd /tmp).
+fn custom_actions_stack() -> ConfiguredStack {
     let greet = "let d = ''; process.stdin.on('data', c => d += c).on('end', () => { const i = JSON.parse(d); \
                  console.log(JSON.stringify({ hello: i.name, action: process.env.AGENTOS_ACTION, same: process.env.AGENTOS_ACTION_INPUT === d })); });";
     let config = json!({ "customActions": [
@@ -52,17 +50,13 @@ fn custom_actions_stack() -> (OwnStack, std::path::PathBuf) {
         { "name": "plain", "command": "echo", "args": ["just text"] },
         { "name": "whereAmI", "command": "node", "args": ["-e", "console.log(process.cwd())"], "cwd": "/tmp" },
     ] });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
-    let config_path = dir.join("config.json");
-    let stack = OwnStack::start(binary, "custom", &["--actor-config", config_path.to_str().unwrap()]);
-    (stack, dir)
+    ConfiguredStack::start(Path::new(env!("CARGO_BIN_EXE_agentos")), "custom", &config, &[])
 }
 
 #[tokio::test]
 async fn custom_actions_run_their_command_with_the_input() {
-    let (stack, dir) = custom_actions_stack();
-    let os = stack.actor(&unique_key("custom"));
+    let configured = custom_actions_stack();
+    let os = configured.stack.actor(&unique_key("custom"));
 
     let hello = os.action("greet", vec![json!({ "name": "ada" })]).await.unwrap();
     assert_eq!(hello, json!({ "hello": "ada", "action": "greet", "same": true }));
@@ -74,16 +68,12 @@ async fn custom_actions_run_their_command_with_the_input() {
     assert!(e.contains("too many arguments"), "{e}");
     // Built-ins are untouched.
     assert_eq!(os.action("exists", vec![json!("/tmp")]).await.unwrap(), Value::Bool(true));
-    drop(stack);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn typescript_client_calls_custom_actions() {
-    let (stack, dir) = custom_actions_stack();
-    testkit::run_ts_suite_on(&stack.host.endpoint(), "custom-actions.test.mjs", 1, &[]);
-    drop(stack);
-    std::fs::remove_dir_all(&dir).unwrap();
+    let configured = custom_actions_stack();
+    testkit::run_ts_suite_on(&configured.stack.host.endpoint(), "custom-actions.test.mjs", 1, &[]);
 }
 
 /// Whether `tar` packs and lists a file in the actor's VM.
@@ -111,9 +101,8 @@ async fn link_software_adds_an_allowed_package_for_good() {
     assert_eq!(tar.len(), 1, "{done}");
     let packages: Vec<Value> = rest.iter().map(|p| json!({ "packagePath": p })).collect();
     let config = json!({ "packages": packages, "linkablePackages": { "tar": tar[0] } });
-    let config_path = std::env::temp_dir().join(format!("{}.json", unique_key("link")));
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let stack = OwnStack::start(binary, "link", &["--actor-config", config_path.to_str().unwrap(), "--sleep-after-secs", "3"]);
+    let configured = ConfiguredStack::start(binary, "link", &config, &["--sleep-after-secs", "3"]);
+    let stack = &configured.stack;
     let os = stack.actor(&unique_key("link"));
     assert!(!tar_runs(&os).await, "tar is not in the VM before it is linked");
 
@@ -138,6 +127,4 @@ async fn link_software_adds_an_allowed_package_for_good() {
     stack.wait_asleep(&os).await;
     assert!(tar_runs(&os).await, "tar runs after sleep and wake");
     assert!(has_tar(&os.action("listSoftware", vec![]).await.unwrap()));
-    drop(stack);
-    std::fs::remove_file(&config_path).unwrap();
 }

@@ -1,6 +1,6 @@
 //! Provisioning is code, not a manual step: this crate downloads the pinned
-//! external pieces (Rivet engine, agentOS sidecar, WASM command set, Pi and
-//! Claude Code agents) straight from the npm registry, checks their sha512 integrity
+//! external pieces (Rivet engine, agentOS sidecar, WASM command set, Pi,
+//! Claude Code and OpenCode agents) straight from the npm registry, checks their sha512 integrity
 //! before extracting anything, and installs them into a shared cache once.
 //!
 //! A warm cache is recognised by a stamp file per artifact, so repeated calls

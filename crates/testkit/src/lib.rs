@@ -6,10 +6,10 @@
 //! reach them only on 127.0.0.1. A test that needs its own host (fault
 //! tests) starts it with [`OwnHost`], which stops it by pid.
 
-mod agent_stack;
+mod configured_stack;
 pub mod fake_llm;
 mod own_host;
-pub use agent_stack::{AgentStack, no_category_options, provisioned};
+pub use configured_stack::{ConfiguredStack, no_category_options, provisioned};
 pub use fake_llm::FakeLlm;
 pub use own_host::{OwnHost, OwnStack, Reaper, children_named};
 

@@ -1,6 +1,7 @@
-//! A test's own stack serving an agentOS actor that can run a coding agent:
-//! the provisioned command set plus one agent package, reaching the fake
-//! LLM's port on host loopback and nothing else outside.
+//! A test's own stack serving the agentOS actor with a config of the
+//! test's own: a plain one, or one that can run a coding agent (the
+//! provisioned command set plus one agent package, reaching the fake LLM's
+//! port on host loopback and nothing else outside).
 
 use std::path::{Path, PathBuf};
 
@@ -9,23 +10,35 @@ use serde_json::{Value, json};
 use crate::{OwnStack, unique_key};
 
 /// An [`OwnStack`] and the actor config file it serves (removed on drop).
-pub struct AgentStack {
+pub struct ConfiguredStack {
     pub stack: OwnStack,
     config: PathBuf,
 }
 
-impl AgentStack {
-    /// `agent_package` names the package in `agentos provision --json`
-    /// (`piPackage`, `claudeCodePackage`); `extra_config` fields are added
-    /// to the actor config, `extra_args` to `serve`.
-    pub fn start(
+impl ConfiguredStack {
+    /// Serves the actor with `config` (written to a temporary file);
+    /// `extra_args` go to `serve`.
+    pub fn start(binary: &Path, name: &str, config: &Value, extra_args: &[&str]) -> ConfiguredStack {
+        let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let config_arg = path.to_string_lossy().into_owned();
+        let mut args = extra_args.to_vec();
+        args.extend(["--actor-config", &config_arg]);
+        ConfiguredStack { stack: OwnStack::start(binary, name, &args), config: path }
+    }
+
+    /// Serves an actor that can run a coding agent. `agent_package` names
+    /// the package in `agentos provision --json` (`piPackage`,
+    /// `claudeCodePackage`, `openCodePackage`); `extra_config` fields are
+    /// added to the actor config.
+    pub fn with_agent(
         binary: &Path,
         name: &str,
         agent_package: &str,
         llm_port: u16,
         extra_config: Value,
         extra_args: &[&str],
-    ) -> AgentStack {
+    ) -> ConfiguredStack {
         let done = provisioned(binary);
         let mut packages: Vec<Value> =
             done["commandPackages"].as_array().expect("commandPackages").iter().map(|p| json!({ "packagePath": p })).collect();
@@ -35,16 +48,11 @@ impl AgentStack {
         if let (Some(config), Some(extra)) = (config.as_object_mut(), extra_config.as_object()) {
             config.extend(extra.clone());
         }
-        let path = std::env::temp_dir().join(format!("{}.json", unique_key(name)));
-        std::fs::write(&path, config.to_string()).unwrap();
-        let config_arg = path.to_string_lossy().into_owned();
-        let mut args = extra_args.to_vec();
-        args.extend(["--actor-config", &config_arg]);
-        AgentStack { stack: OwnStack::start(binary, name, &args), config: path }
+        ConfiguredStack::start(binary, name, &config, extra_args)
     }
 }
 
-impl Drop for AgentStack {
+impl Drop for ConfiguredStack {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.config);
     }
