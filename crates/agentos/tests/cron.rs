@@ -133,11 +133,11 @@ async fn a_due_job_wakes_the_sleeping_actor_also_after_a_host_restart() {
 
     // No client calls the actor from here on: only its alarm can wake it.
     eventually(Duration::from_secs(90), "the alarm to wake the actor", || async {
-        (!stack.asleep(&id).await).then_some(())
+        (stack.asleep(&id).await == Some(false)).then_some(())
     })
     .await;
     eventually(Duration::from_secs(60), "the actor to sleep again after the run", || async {
-        stack.asleep(&id).await.then_some(())
+        (stack.asleep(&id).await == Some(true)).then_some(())
     })
     .await;
 
@@ -169,10 +169,10 @@ async fn typescript_client_cron_wakes_the_sleeping_actor() {
     stack.host.stop(Duration::from_secs(60));
     stack.restart_host();
     // No client calls the actor until the check phase: only its alarm wakes it.
-    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (!stack.asleep(&id).await).then_some(()) })
+    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (stack.asleep(&id).await == Some(false)).then_some(()) })
         .await;
     eventually(Duration::from_secs(60), "the actor to sleep again after the run", || async {
-        stack.asleep(&id).await.then_some(())
+        (stack.asleep(&id).await == Some(true)).then_some(())
     })
     .await;
     run(&stack, "check");

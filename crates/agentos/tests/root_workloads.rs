@@ -22,6 +22,10 @@ use testkit::{ActionError, Gateway, bytes_of, unique_key};
 
 const DURABLE: &str = "agentOS";
 const EPHEMERAL: &str = "agentOSEphemeral";
+/// What the guest shell prints when the sidecar fails one of its calls
+/// with EFAULT (WASI errno 21). Seen on the ephemeral root only, on a
+/// loaded 2-core CI machine.
+const SIDECAR_FAULT: &str = "Bad address (os error 21)";
 /// Bound of one action, `exec` of a whole workload included.
 const ACTION_LIMIT: Duration = Duration::from_secs(90);
 
@@ -108,7 +112,14 @@ impl Pair {
     async fn run_same(&self, dir: &str, script: &str) -> ExecOut {
         let what = dir;
         let script = format!("W=/workspace/{dir}; mkdir -p $W && cd $W || exit 97\n{script}");
-        let (durable, ephemeral) = tokio::join!(self.durable.exec(&script), self.ephemeral.exec(&script));
+        let (mut durable, mut ephemeral) = tokio::join!(self.durable.exec(&script), self.ephemeral.exec(&script));
+        if ephemeral.exit_code != 0 && ephemeral.stderr.contains(SIDECAR_FAULT) {
+            // The baseline itself broke: nothing to compare. Once, from a
+            // clean directory on both roots (our root never reports EFAULT).
+            eprintln!("{what}: the ephemeral baseline hit the sidecar's EFAULT; running the workload again: {ephemeral:?}");
+            let again = format!("rm -rf /workspace/{dir}\n{script}");
+            (durable, ephemeral) = tokio::join!(self.durable.exec(&again), self.ephemeral.exec(&again));
+        }
         assert_eq!(
             ephemeral.exit_code, 0,
             "{what}: the baseline (ephemeral root) failed, the script is wrong: {ephemeral:#?}"

@@ -367,7 +367,7 @@ async fn a_cron_job_prompts_one_session_across_sleep_and_restart() {
     stack.wait_asleep(&os).await;
     stack.host.stop(Duration::from_secs(60));
     stack.restart_host();
-    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (!stack.asleep(&actor_id).await).then_some(()) }).await;
+    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (stack.asleep(&actor_id).await == Some(false)).then_some(()) }).await;
     let os = stack.actor(&key);
     // Ended: the reply is in the history and the job no longer runs.
     let ran = eventually(Duration::from_secs(120), "the second run to end", || async {

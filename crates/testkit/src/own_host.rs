@@ -189,15 +189,14 @@ impl OwnStack {
     }
 
     /// Whether the engine reports the actor asleep (`GET /actors?actor_ids=`,
-    /// which never wakes it).
-    pub async fn asleep(&self, actor_id: &str) -> bool {
+    /// which never wakes it); `None` while the engine does not answer (a
+    /// host still starting), so a caller never takes that for a wake.
+    pub async fn asleep(&self, actor_id: &str) -> Option<bool> {
         let url = format!("{}/actors?namespace=default&actor_ids={actor_id}", self.host.endpoint());
-        let Ok(response) = reqwest::Client::new().get(url).bearer_auth("dev").send().await else { return false };
-        let Ok(body) = response.json::<serde_json::Value>().await else { return false };
-        body["actors"]
-            .as_array()
-            .and_then(|actors| actors.iter().find(|a| a["actor_id"] == actor_id))
-            .is_some_and(|a| !a["sleep_ts"].is_null())
+        let response = reqwest::Client::new().get(url).bearer_auth("dev").send().await.ok()?;
+        let body = response.error_for_status().ok()?.json::<serde_json::Value>().await.ok()?;
+        let actor = body["actors"].as_array()?.iter().find(|a| a["actor_id"] == actor_id)?;
+        Some(!actor["sleep_ts"].is_null())
     }
 
     /// Waits (at most 60 s) until the engine reports the actor asleep.
@@ -205,7 +204,7 @@ impl OwnStack {
         let id = actor.resolve().await.expect("resolve the actor id");
         crate::eventually(Duration::from_secs(60), "the engine reports the actor asleep", || {
             let id = id.clone();
-            async move { self.asleep(&id).await.then_some(()) }
+            async move { (self.asleep(&id).await == Some(true)).then_some(()) }
         })
         .await;
     }
