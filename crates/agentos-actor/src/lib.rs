@@ -25,5 +25,6 @@ pub mod live;
 mod logging;
 pub mod network;
 pub mod schema;
+mod sidecar_gate;
 pub mod vm;
 pub mod vm_db;

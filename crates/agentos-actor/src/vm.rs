@@ -18,6 +18,7 @@ use crate::actions::cron::CronRuns;
 use crate::actions::tools::{ToolCalls, host_functions};
 use crate::actions::mounts::{MountTable, apply_stored};
 use crate::live::Live;
+use crate::sidecar_gate;
 use crate::vm_db::{VmDb, VmDbServer};
 use agentos_vm_config::VmSqliteDescriptor;
 
@@ -138,6 +139,8 @@ pub enum ShutdownReason {
 struct Booted {
     vm: AgentOs,
     live: Arc<Live>,
+    /// The sidecar pool the VM runs on (see [`sidecar_gate`]).
+    pool: String,
 }
 
 /// The VM slot of one actor instance. Shared between the worker (which boots
@@ -213,6 +216,8 @@ impl VmSlot {
             Default::default()
         };
         let database = self.vm_db(host)?;
+        let pool = settings.pool();
+        let booting = sidecar_gate::boot(&pool).await;
         let vm = match AgentOs::create(settings.client_config(root.clone(), tools.clone(), database.clone())).await {
             Ok(vm) => vm,
             // The pool's cached sidecar died (another actor's VM may have
@@ -228,12 +233,14 @@ impl VmSlot {
             }
             Err(e) => return Err(ActorError::new(code::VM_UNAVAILABLE, format!("agentOS VM failed to boot: {e}"))),
         };
+        // Counted on its sidecar now: shutdowns may go ahead.
+        drop(booting);
         if host.sql_is_enabled() {
             apply_stored(&vm, &self.mounts, host).await;
             crate::actions::software::relink_stored(&vm, &settings.config.linkable_packages, host).await;
         }
         let live = Arc::new(Live::default());
-        self.inner.set(Some(Booted { vm: vm.clone(), live: live.clone() }));
+        self.inner.set(Some(Booted { vm: vm.clone(), live: live.clone(), pool }));
         host.log(2, "agentOS VM booted");
         broadcast_event(host, "vmBooted", &serde_json::json!({}));
         Ok((vm, live))
@@ -260,7 +267,11 @@ impl VmSlot {
     /// Shuts the VM down if one runs, and tells clients why.
     pub async fn shutdown(&self, reason: ShutdownReason, host: &HostCtx) {
         let _teardown = self.teardown.lock().await;
-        let Some(Booted { vm, .. }) = self.inner.take() else { return };
+        let Some(Booted { vm, pool, .. }) = self.inner.take() else { return };
+        let exclusive = sidecar_gate::shutdown(&pool).await;
+        if exclusive.is_none() {
+            host.log(3, "agentOS VM shutdown: VMs booting on the shared sidecar did not finish in time; shutting down anyway");
+        }
         if let Err(e) = vm.shutdown().await {
             host.log(3, &format!("agentOS VM shutdown ({reason:?}) failed: {e}"));
         }

@@ -242,3 +242,35 @@ async fn files_survive_sleep_and_wake() {
     let out = actor.action("exec", vec![json!("cat /workspace/d/guest.txt")]).await.unwrap();
     assert_eq!(out["stdout"], json!("guest\n"));
 }
+
+/// Actors on one host share one sidecar. One actor's VM shutting down (it
+/// falls asleep) while another actor's VM boots must not take the sidecar
+/// from under the booting VM: agentos-client counts a VM on its sidecar
+/// only once booted and kills the sidecar when that count reaches zero
+/// (the actor's `sidecar_gate` orders the two).
+#[tokio::test]
+async fn actors_falling_asleep_while_others_boot_keep_their_sidecar() {
+    const ACTORS: usize = 4;
+    const ROUNDS: usize = 4;
+    let setup = Setup::start(binary(), "boot-vs-sleep", &["--sleep-after-secs", "1"]);
+    let keys: Vec<String> = (0..ACTORS).map(|i| testkit::unique_key(&format!("boot-vs-sleep-{i}"))).collect();
+    let setup = &setup;
+    let cycles = keys.iter().enumerate().map(|(i, key)| async move {
+        let actor = setup.actor(key);
+        // Staggered, so boots and shutdowns of different actors interleave.
+        tokio::time::sleep(Duration::from_millis(350 * i as u64)).await;
+        for round in 0..ROUNDS {
+            let out = actor
+                .action("exec", vec![json!(format!("echo {i}-{round}"))])
+                .await
+                .unwrap_or_else(|e| panic!("actor {i}, round {round}: {e:#}"));
+            assert_eq!(out["stdout"], json!(format!("{i}-{round}\n")), "{out}");
+            setup.wait_asleep(&actor).await;
+        }
+    });
+    futures::future::join_all(cycles).await;
+    let log = setup.host.stderr_text();
+    for lost in ["sidecar lost", "VM lost with its sidecar"] {
+        assert!(!log.contains(lost), "a VM lost its sidecar to another actor's shutdown (`{lost}` in the host log)");
+    }
+}
