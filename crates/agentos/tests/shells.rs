@@ -143,6 +143,13 @@ async fn a_shell_survives_prompts_and_a_new_client_reattaches_to_it() {
     let conn_a = handle.connect();
     let events_a = Events::subscribe(&conn_a).await;
     let id = conn_a.action("openShell", vec![]).await.unwrap()["shellId"].clone();
+    // Nobody types for longer than the line editor waits for a cursor
+    // answer (2 s): the shell must still be there, at a prompt.
+    events_a.wait_text(&id, 0, "$ ").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = conn_a.action("readShellOutput", vec![id.clone()]).await.unwrap();
+    assert!(!replay_text(&idle).contains("cursor position could not be read"), "{idle}");
+    assert_eq!(shell_info(&conn_a.action("listShells", vec![]).await.unwrap(), &id)["running"], json!(true), "{idle}");
     conn_a.action("writeShell", vec![id.clone(), json!("echo one-$((1+1))\n")]).await.unwrap();
     events_a.wait_text(&id, 0, "one-2\r\n").await;
     conn_a.disconnect().await;

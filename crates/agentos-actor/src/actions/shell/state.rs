@@ -116,9 +116,9 @@ pub fn open(vm: &AgentOs, live: &Arc<Live>, host: &HostCtx, request: OpenRequest
     if runs_line_editor(&command, &request.args) {
         // Answers ahead, see `runs_line_editor`.
         let (row, col) = cursor.position();
-        for _ in 0..ANSWERS_AHEAD {
-            let _ = writer.send(Write { data: format!("\x1b[{row};{col}R").into_bytes(), done: None });
-        }
+        let mut ahead = format!("\x1b[{row};{col}R").repeat(ANSWERS_AHEAD).into_bytes();
+        ahead.push(b'\r');
+        let _ = writer.send(Write { data: ahead, done: None });
     }
     tokio::spawn(write_in_order(vm.clone(), host.clone(), id.clone(), queue));
 
@@ -174,7 +174,12 @@ const ANSWERS_AHEAD: usize = 2;
 /// the query always comes too late. The actor therefore keeps the shell
 /// [`ANSWERS_AHEAD`] answers ahead: it sends them when the shell opens, and
 /// the answer to each query is what the line editor reads at a later query
-/// (it keeps unread reports queued in its own memory). An answer that
+/// (it keeps unread reports queued in its own memory). The first answers
+/// reach the terminal before the editor switched it to raw mode; the VM's
+/// terminal keeps such input in its line buffer until a line ends, so they
+/// go out with a carriage return: the editor reads the answers, then an
+/// empty line (one blank prompt at the start), instead of waiting for
+/// answers stuck in the buffer until it gives up. An answer that
 /// arrives just after the editor handed a command line to the shell is
 /// echoed and lost; the actor sees the echo and sends a replacement with
 /// its next answer, when the editor reads again. The cost: the editor
