@@ -34,6 +34,11 @@ pub async fn run(args: CallArgs) -> Result<()> {
         .with_context(|| format!("get or create {} `{}`", args.actor_name, args.key))?;
     let values = args.args.iter().map(|a| parse_arg(a)).collect();
     let output = handle.action(&args.action, values).await?;
-    println!("{}", serde_json::to_string_pretty(&output)?);
-    Ok(())
+    let mut text = serde_json::to_string_pretty(&output)?;
+    text.push('\n');
+    // A reader that stopped early (`| head`) is not an error of the call.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("print the result"),
+        _ => Ok(()),
+    }
 }

@@ -1,6 +1,7 @@
-//! The `agentos` binary's user-facing behaviour that needs no running host.
+//! The `agentos` binary's user-facing behaviour: its options and errors, and
+//! `agentos call` against the shared test host.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn agentos() -> Command {
@@ -71,4 +72,45 @@ fn a_malformed_extra_plugin_spec_is_explained() {
     let (ok, _, stderr) = run(agentos().args(["serve", "--port", "1", "--extra-plugin", "no-equals-sign"]));
     assert!(!ok);
     assert!(stderr.contains("must be NAME=PATH"), "{stderr}");
+}
+
+/// `agentos call` against the shared test host: a result is printed as
+/// JSON, a failed action exits 1 naming the error, and a reader that stops
+/// early (`| head`) is not an error.
+#[test]
+fn call_prints_results_and_errors() {
+    let endpoint = testkit::endpoint();
+    let key = testkit::unique_key("cli-call");
+    let call = |args: &[&str]| {
+        let mut command = agentos();
+        command.args(["call", "--endpoint", &endpoint, &key]).args(args);
+        command
+    };
+    let (ok, stdout, stderr) = run(call(&["exec", "echo hi-$((20+22))"]).stdin(Stdio::null()));
+    assert!(ok, "{stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((out["exitCode"].as_i64(), out["stdout"].as_str()), (Some(0), Some("hi-42\n")), "{out}");
+
+    let (ok, _, stderr) = run(call(&["readFile", "/no/such/file"]).stdin(Stdio::null()));
+    assert!(!ok && stderr.contains("ENOENT") && stderr.contains("/no/such/file"), "{stderr}");
+
+    // The reading end is closed before the result is printed.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = call(&["exists", "/tmp"]).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("agentos call did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(status.success() && !stderr.contains("panicked"), "{status:?} {stderr}");
 }
