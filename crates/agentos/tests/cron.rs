@@ -111,6 +111,12 @@ async fn jobs_run_targets_report_events_and_cancel() {
     conn.disconnect().await;
 }
 
+/// The `nextRun` (Unix ms) of the actor's only cron job.
+async fn next_run(os: &rivetkit_client::handle::ActorHandle) -> i64 {
+    let jobs = os.action("listCronJobs", vec![]).await.unwrap();
+    jobs[0]["nextRun"].as_i64().unwrap_or_else(|| panic!("a job with a next run: {jobs}"))
+}
+
 #[tokio::test]
 async fn a_due_job_wakes_the_sleeping_actor_also_after_a_host_restart() {
     let binary = Path::new(env!("CARGO_BIN_EXE_agentos"));
@@ -125,6 +131,7 @@ async fn a_due_job_wakes_the_sleeping_actor_also_after_a_host_restart() {
     .await
     .unwrap();
     let id = os.resolve().await.unwrap();
+    let due = next_run(&os).await;
     stack.wait_asleep(&os).await;
 
     // A graceful host restart while the actor sleeps: the alarm is kept.
@@ -132,10 +139,7 @@ async fn a_due_job_wakes_the_sleeping_actor_also_after_a_host_restart() {
     stack.restart_host();
 
     // No client calls the actor from here on: only its alarm can wake it.
-    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async {
-        (stack.asleep(&id).await == Some(false)).then_some(())
-    })
-    .await;
+    stack.wait_awake_after(&id, due).await;
     eventually(Duration::from_secs(60), "the actor to sleep again after the run", || async {
         (stack.asleep(&id).await == Some(true)).then_some(())
     })
@@ -165,12 +169,12 @@ async fn typescript_client_cron_wakes_the_sleeping_actor() {
     run(&stack, "schedule");
     let os = stack.actor(&key);
     let id = os.resolve().await.unwrap();
+    let due = next_run(&os).await;
     stack.wait_asleep(&os).await;
     stack.host.stop(Duration::from_secs(60));
     stack.restart_host();
     // No client calls the actor until the check phase: only its alarm wakes it.
-    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (stack.asleep(&id).await == Some(false)).then_some(()) })
-        .await;
+    stack.wait_awake_after(&id, due).await;
     eventually(Duration::from_secs(60), "the actor to sleep again after the run", || async {
         (stack.asleep(&id).await == Some(true)).then_some(())
     })

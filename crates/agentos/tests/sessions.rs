@@ -364,10 +364,12 @@ async fn a_cron_job_prompts_one_session_across_sleep_and_restart() {
     llm.push_text("SECOND-CRON-REPLY");
     os.action("scheduleCron", vec![job(rfc3339_in(25), "Which word did I ask you to remember?")]).await.unwrap();
     let actor_id = os.resolve().await.unwrap();
+    let jobs = os.action("listCronJobs", vec![]).await.unwrap();
+    let due = jobs.as_array().unwrap().iter().find(|j| j["id"] == json!("agent")).and_then(|j| j["nextRun"].as_i64()).unwrap();
     stack.wait_asleep(&os).await;
     stack.host.stop(Duration::from_secs(60));
     stack.restart_host();
-    eventually(Duration::from_secs(90), "the alarm to wake the actor", || async { (stack.asleep(&actor_id).await == Some(false)).then_some(()) }).await;
+    stack.wait_awake_after(&actor_id, due).await;
     let os = stack.actor(&key);
     // Ended: the reply is in the history and the job no longer runs.
     let ran = eventually(Duration::from_secs(120), "the second run to end", || async {

@@ -199,6 +199,23 @@ impl OwnStack {
         Some(!actor["sleep_ts"].is_null())
     }
 
+    /// Waits until the engine reports the actor awake at or after `due_ms`
+    /// (Unix ms): what an alarm due then does to a sleeping actor. Polls
+    /// every 100 ms, for at most 90 s after `due_ms`; a wake before
+    /// `due_ms` (the engine settling after a host restart) does not count.
+    pub async fn wait_awake_after(&self, actor_id: &str, due_ms: i64) {
+        let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let give_up = due_ms + 90_000;
+        loop {
+            let now = now_ms();
+            if now >= due_ms && self.asleep(actor_id).await == Some(false) {
+                return;
+            }
+            assert!(now < give_up, "actor {actor_id} was not woken within 90 s after {due_ms} (its alarm's due time)");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits (at most 60 s) until the engine reports the actor asleep.
     pub async fn wait_asleep(&self, actor: &rivetkit_client::handle::ActorHandle) {
         let id = actor.resolve().await.expect("resolve the actor id");
