@@ -224,7 +224,7 @@ impl VmSlot {
             // noticed first, or nobody has): drop it and start a new one.
             Err(e) if sidecar_lost(&e.to_string()) => {
                 host.log(3, &format!("agentOS sidecar lost ({e}); starting a new one"));
-                if let Ok(sidecar) = AgentOs::get_shared_sidecar(Some(settings.pool()), settings.sidecar_binary()).await {
+                if let Ok(sidecar) = AgentOs::get_shared_sidecar(Some(pool.clone()), settings.sidecar_binary()).await {
                     let _ = sidecar.dispose().await;
                 }
                 AgentOs::create(settings.client_config(root, tools, database)).await.map_err(|e| {

@@ -98,18 +98,7 @@ fn call_prints_results_and_errors() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let mut child = call(&["exists", "/tmp"]).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("agentos call did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = testkit::wait_with_limit(&mut child, Duration::from_secs(120)).expect("agentos call ends");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(status.success() && !stderr.contains("panicked"), "{status:?} {stderr}");

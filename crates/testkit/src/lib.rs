@@ -223,7 +223,6 @@ pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> R
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("spawn")?;
-    let pid = child.id();
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let out_reader = std::thread::spawn(move || {
@@ -236,23 +235,29 @@ pub fn run_with_limit(command: &mut std::process::Command, limit: Duration) -> R
         let _ = stderr.read_to_end(&mut buf);
         buf
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("process {pid} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_with_limit(&mut child, limit)?;
     Ok(std::process::Output {
         status,
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     })
+}
+
+/// Waits for `child` to exit, at most `limit`; past it the child is killed
+/// and that is an error.
+pub fn wait_with_limit(child: &mut std::process::Child, limit: Duration) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("process {} did not finish within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A base port `p` such that `p`, `p+1` and `p+2` are free on 127.0.0.1 now

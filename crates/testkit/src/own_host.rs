@@ -201,19 +201,14 @@ impl OwnStack {
 
     /// Waits until the engine reports the actor awake at or after `due_ms`
     /// (Unix ms): what an alarm due then does to a sleeping actor. Polls
-    /// every 100 ms, for at most 90 s after `due_ms`; a wake before
-    /// `due_ms` (the engine settling after a host restart) does not count.
+    /// only from `due_ms` on, for at most 90 s, so a wake before it (the
+    /// engine settling after a host restart) does not count.
     pub async fn wait_awake_after(&self, actor_id: &str, due_ms: i64) {
-        let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        let give_up = due_ms + 90_000;
-        loop {
-            let now = now_ms();
-            if now >= due_ms && self.asleep(actor_id).await == Some(false) {
-                return;
-            }
-            assert!(now < give_up, "actor {actor_id} was not woken within 90 s after {due_ms} (its alarm's due time)");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        tokio::time::sleep(Duration::from_millis(due_ms.saturating_sub(now_ms).max(0) as u64)).await;
+        let what = format!("the alarm due at {due_ms} to wake actor {actor_id}");
+        crate::eventually(Duration::from_secs(90), &what, || async { (self.asleep(actor_id).await == Some(false)).then_some(()) })
+            .await;
     }
 
     /// Waits (at most 60 s) until the engine reports the actor asleep.
